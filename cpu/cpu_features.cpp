@@ -1,0 +1,95 @@
+#include "cpu/cpu_features.h"
+
+#include <cpuid.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "engine/core/error.h"
+
+namespace hetmoe::cpu {
+namespace {
+
+uint64_t read_xcr0() {
+  uint32_t eax = 0, edx = 0;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (uint64_t(edx) << 32) | eax;
+}
+
+CpuFeatures detect() {
+  CpuFeatures features;
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return features;
+  const bool osxsave = ecx & bit_OSXSAVE;
+  if (!osxsave) return features;
+  const uint64_t xcr0 = read_xcr0();
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;             // SSE + AVX state
+  const bool zmm_state = ymm_state && (xcr0 & 0xE0) == 0xE0;  // opmask + ZMM state
+  features.fma = ymm_state && (ecx & bit_FMA);
+  features.f16c = ymm_state && (ecx & bit_F16C);
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  features.avx2 = ymm_state && (ebx & bit_AVX2);
+  features.avx512f = zmm_state && (ebx & bit_AVX512F);
+  features.avx512bw = zmm_state && (ebx & bit_AVX512BW);
+  features.avx512vl = zmm_state && (ebx & bit_AVX512VL);
+  features.avx512_vnni = zmm_state && (ecx & bit_AVX512VNNI);
+  __cpuid_count(7, 1, eax, ebx, ecx, edx);
+  features.avx_vnni = ymm_state && (eax & (1u << 4));
+  features.avx512_bf16 = zmm_state && (eax & (1u << 5));
+  return features;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+bool isa_supported(Isa isa) {
+  const auto& f = cpu_features();
+  switch (isa) {
+    case Isa::kScalar:
+      return true;
+    case Isa::kAvx2:
+      return f.avx2 && f.fma && f.f16c;
+    case Isa::kAvx512:
+      return f.avx512f && f.avx512bw && f.avx512vl;
+  }
+  return false;
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+    if (isa_supported(isa)) isas.push_back(isa);
+  return isas;
+}
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+  }
+  return "?";
+}
+
+Isa active_isa() {
+  const char* requested = std::getenv("HETMOE_ISA");
+  if (requested == nullptr || *requested == '\0') return supported_isas().back();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa_name(isa) != requested) continue;
+    check(isa_supported(isa), "HETMOE_ISA=" + std::string(requested) + " but this CPU cannot run that path",
+          {.hint = "unset HETMOE_ISA or pick one of the paths `hetmoe probe` lists"});
+    return isa;
+  }
+  throw Error("HETMOE_ISA=" + std::string(requested) + " is not a known kernel path",
+              {.hint = "use scalar, avx2 or avx512"});
+}
+
+}  // namespace hetmoe::cpu

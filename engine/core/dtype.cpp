@@ -1,0 +1,210 @@
+#include "engine/core/dtype.h"
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+#include "engine/core/error.h"
+
+namespace hetmoe {
+namespace {
+
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;
+  int bits;
+};
+
+constexpr std::array<DTypeInfo, 16> kDTypes = {{
+    {DType::kBool, "BOOL", 8},   {DType::kU8, "U8", 8},         {DType::kI8, "I8", 8},
+    {DType::kI16, "I16", 16},    {DType::kU16, "U16", 16},      {DType::kI32, "I32", 32},
+    {DType::kU32, "U32", 32},    {DType::kI64, "I64", 64},      {DType::kU64, "U64", 64},
+    {DType::kF8E4M3, "F8_E4M3", 8}, {DType::kF8E5M2, "F8_E5M2", 8}, {DType::kF16, "F16", 16},
+    {DType::kBF16, "BF16", 16},  {DType::kF32, "F32", 32},      {DType::kF64, "F64", 64},
+    {DType::kI4, "I4", 4},
+}};
+
+const DTypeInfo& info(DType dtype) {
+  const auto& entry = kDTypes[static_cast<size_t>(dtype)];
+  assert(entry.dtype == dtype);
+  return entry;
+}
+
+// E4M3FN decode: sign | 4-bit exponent (bias 7) | 3-bit mantissa; e=15,m=7 is NaN.
+constexpr float decode_e4m3(uint8_t code) {
+  const int sign = code >> 7, exponent = (code >> 3) & 0xF, mantissa = code & 7;
+  float magnitude = 0.0f;
+  if (exponent == 15 && mantissa == 7) {
+    magnitude = std::numeric_limits<float>::quiet_NaN();
+  } else if (exponent == 0) {
+    magnitude = float(mantissa) / 8.0f / 64.0f;  // subnormal: m/8 * 2^-6
+  } else {
+    float scale = 1.0f;
+    for (int e = exponent - 7; e > 0; --e) scale *= 2.0f;
+    for (int e = exponent - 7; e < 0; ++e) scale /= 2.0f;
+    magnitude = (1.0f + float(mantissa) / 8.0f) * scale;
+  }
+  return sign ? -magnitude : magnitude;
+}
+
+constexpr std::array<float, 256> make_e4m3_table() {
+  std::array<float, 256> table{};
+  for (int code = 0; code < 256; ++code) table[code] = decode_e4m3(uint8_t(code));
+  return table;
+}
+
+constexpr std::array<float, 256> kE4M3Table = make_e4m3_table();
+
+// Rounds to the nearest integer, ties to even (the default FP environment's mode).
+float round_even(float value) { return std::nearbyint(value); }
+
+template <int kQMax>
+float group_scale(std::span<const float> group) {
+  float amax = 0.0f;
+  for (float v : group) amax = std::max(amax, std::fabs(v));
+  return amax / float(kQMax);
+}
+
+template <int kQMax>
+int quantize_one(float value, float scale) {
+  if (scale == 0.0f) return 0;
+  float q = round_even(value / scale);
+  return int(std::clamp(q, float(-kQMax), float(kQMax)));
+}
+
+void check_groups(size_t count, int group, size_t scale_count) {
+  check(group > 0 && count % size_t(group) == 0,
+        "value count " + std::to_string(count) + " is not a multiple of the group size " +
+            std::to_string(group));
+  check(scale_count == count / size_t(group), "scale count does not match value count / group size");
+}
+
+}  // namespace
+
+int dtype_bits(DType dtype) { return info(dtype).bits; }
+std::string_view dtype_name(DType dtype) { return info(dtype).name; }
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  for (const auto& entry : kDTypes)
+    if (entry.name == name) return entry.dtype;
+  return std::nullopt;
+}
+
+std::optional<uint64_t> dtype_bytes(DType dtype, uint64_t count) {
+  const uint64_t bits = uint64_t(dtype_bits(dtype));
+  if (count > std::numeric_limits<uint64_t>::max() / bits) return std::nullopt;
+  return (count * bits + 7) / 8;
+}
+
+float fp8_e4m3_to_float(uint8_t code) { return kE4M3Table[code]; }
+const float* fp8_e4m3_table() { return kE4M3Table.data(); }
+
+uint8_t fp8_e4m3_from_float(float value) {
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
+  if (std::isnan(value)) return 0x7F;
+  const float magnitude = std::fabs(value);
+  if (magnitude >= 448.0f) return sign | 0x7E;
+  if (magnitude < 0.015625f) {  // below the smallest normal 2^-6: subnormal steps of 2^-9
+    const int steps = int(round_even(magnitude * 512.0f));  // 0..8; 8 is the smallest normal
+    return sign | uint8_t(steps);
+  }
+  int exponent = 0;
+  const float fraction = std::frexp(magnitude, &exponent);  // magnitude = fraction * 2^exponent, fraction in [0.5, 1)
+  exponent -= 1;                                             // magnitude = (2 * fraction) * 2^exponent
+  int mantissa = int(round_even((2.0f * fraction - 1.0f) * 8.0f));  // exact: power-of-two scalings
+  if (mantissa == 8) {
+    mantissa = 0;
+    exponent += 1;
+  }
+  const int biased = exponent + 7;
+  if (biased > 15 || (biased == 15 && mantissa == 7)) return sign | 0x7E;
+  return sign | uint8_t(biased << 3) | uint8_t(mantissa);
+}
+
+uint16_t bf16_from_float(float value) {
+  uint32_t word;
+  std::memcpy(&word, &value, sizeof word);
+  if (std::isnan(value)) return uint16_t((word >> 16) | 0x0040);
+  const uint32_t rounding = 0x7FFF + ((word >> 16) & 1);
+  return uint16_t((word + rounding) >> 16);
+}
+
+float fp16_to_float(uint16_t bits) {
+  _Float16 half;
+  std::memcpy(&half, &bits, sizeof half);
+  return float(half);
+}
+
+uint16_t fp16_from_float(float value) {
+  const _Float16 half = static_cast<_Float16>(value);  // IEEE conversion, round to nearest even
+  uint16_t bits;
+  std::memcpy(&bits, &half, sizeof bits);
+  return bits;
+}
+
+void quantize_int8(std::span<const float> values, int group, std::span<int8_t> quants,
+                   std::span<float> scales) {
+  check_groups(values.size(), group, scales.size());
+  check(quants.size() == values.size(), "INT8 output size does not match the input");
+  for (size_t g = 0; g < scales.size(); ++g) {
+    auto slice = values.subspan(g * size_t(group), size_t(group));
+    scales[g] = group_scale<127>(slice);
+    for (int i = 0; i < group; ++i) quants[g * size_t(group) + size_t(i)] = int8_t(quantize_one<127>(slice[size_t(i)], scales[g]));
+  }
+}
+
+void dequantize_int8(std::span<const int8_t> quants, std::span<const float> scales, int group,
+                     std::span<float> values) {
+  check_groups(values.size(), group, scales.size());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(quants[i]) * scales[i / size_t(group)];
+}
+
+void quantize_int4(std::span<const float> values, int group, std::span<uint8_t> packed,
+                   std::span<float> scales) {
+  check_groups(values.size(), group, scales.size());
+  check(values.size() % 2 == 0 && packed.size() == values.size() / 2,
+        "INT4 output must hold two values per byte");
+  for (size_t g = 0; g < scales.size(); ++g)
+    scales[g] = group_scale<7>(values.subspan(g * size_t(group), size_t(group)));
+  for (size_t i = 0; i < values.size(); i += 2) {
+    const int lo = quantize_one<7>(values[i], scales[i / size_t(group)]);
+    const int hi = quantize_one<7>(values[i + 1], scales[(i + 1) / size_t(group)]);
+    packed[i / 2] = uint8_t((lo & 0xF) | ((hi & 0xF) << 4));
+  }
+}
+
+void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, int group,
+                     std::span<float> values) {
+  check_groups(values.size(), group, scales.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = float(int4_at(packed.data(), i)) * scales[i / size_t(group)];
+}
+
+void convert_to_float(DType dtype, const void* source, uint64_t count, float* destination) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(destination, source, count * sizeof(float));
+      return;
+    case DType::kBF16: {
+      const auto* bits = static_cast<const uint16_t*>(source);
+      for (uint64_t i = 0; i < count; ++i) destination[i] = bf16_to_float(bits[i]);
+      return;
+    }
+    case DType::kF16: {
+      const auto* bits = static_cast<const uint16_t*>(source);
+      for (uint64_t i = 0; i < count; ++i) destination[i] = fp16_to_float(bits[i]);
+      return;
+    }
+    case DType::kF8E4M3: {
+      const auto* codes = static_cast<const uint8_t*>(source);
+      for (uint64_t i = 0; i < count; ++i) destination[i] = kE4M3Table[codes[i]];
+      return;
+    }
+    default:
+      throw Error("cannot convert " + std::string(dtype_name(dtype)) + " to float");
+  }
+}
+
+}  // namespace hetmoe

@@ -1,0 +1,146 @@
+#include "engine/core/dtype.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace hetmoe {
+namespace {
+
+// Independent formula for E4M3FN (OCP FP8): sign, 4-bit exponent with bias 7, 3-bit mantissa,
+// only S.1111.111 is NaN, no infinities. Written with std::ldexp so it shares no code with the table.
+double e4m3_formula(int code) {
+  const int sign = code >> 7, exponent = (code >> 3) & 15, mantissa = code & 7;
+  if (exponent == 15 && mantissa == 7) return std::nan("");
+  const double magnitude = exponent == 0 ? std::ldexp(mantissa / 8.0, -6)
+                                         : std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
+  return sign ? -magnitude : magnitude;
+}
+
+TEST(Fp8E4M3, DecodesAll256CodesLikeTheFormula) {
+  for (int code = 0; code < 256; ++code) {
+    const double expected = e4m3_formula(code);
+    const float got = fp8_e4m3_to_float(uint8_t(code));
+    if (std::isnan(expected)) {
+      EXPECT_TRUE(std::isnan(got)) << "code " << code;
+    } else {
+      EXPECT_EQ(double(got), expected) << "code " << code;
+    }
+  }
+}
+
+TEST(Fp8E4M3, MatchesModelSpecAppendixB) {
+  EXPECT_EQ(fp8_e4m3_to_float(0x7E), 448.0f);
+  EXPECT_EQ(fp8_e4m3_to_float(0x38), 1.0f);
+  EXPECT_EQ(fp8_e4m3_to_float(0x08), 0.015625f);
+  EXPECT_EQ(fp8_e4m3_to_float(0x01), 0.001953125f);
+  EXPECT_EQ(fp8_e4m3_to_float(0xFE), -448.0f);
+  EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0x7F)));
+  EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0xFF)));
+  EXPECT_EQ(fp8_e4m3_to_float(0x00), 0.0f);
+  EXPECT_TRUE(std::signbit(fp8_e4m3_to_float(0x80)));
+}
+
+TEST(Fp8E4M3, EveryFiniteCodeRoundTrips) {
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7F) == 0x7F) continue;
+    EXPECT_EQ(fp8_e4m3_from_float(fp8_e4m3_to_float(uint8_t(code))), code) << "code " << code;
+  }
+}
+
+// Brute force: the nearest representable value, ties to the even code (mantissa LSB 0).
+uint8_t nearest_even_reference(float value) {
+  int best = 0;
+  double best_distance = INFINITY;
+  for (int code = 0; code < 0x7F; ++code) {  // non-negative finite codes
+    const double distance = std::fabs(double(std::fabs(value)) - e4m3_formula(code));
+    if (distance < best_distance || (distance == best_distance && (code & 1) == 0)) {
+      best = code;
+      best_distance = distance;
+    }
+  }
+  return uint8_t(best | (std::signbit(value) ? 0x80 : 0));
+}
+
+TEST(Fp8E4M3, EncodeRoundsToNearestEven) {
+  // Exact midpoints between neighbouring codes are where ties-to-even matters.
+  for (int code = 0; code < 0x7E; ++code) {
+    const float midpoint = float((e4m3_formula(code) + e4m3_formula(code + 1)) / 2);
+    EXPECT_EQ(fp8_e4m3_from_float(midpoint), nearest_even_reference(midpoint)) << "midpoint above " << code;
+    EXPECT_EQ(fp8_e4m3_from_float(-midpoint), nearest_even_reference(-midpoint));
+  }
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> uniform(-460.0f, 460.0f);
+  for (int i = 0; i < 20000; ++i) {
+    const float value = uniform(rng) * (i % 2 ? 1.0f : 1e-3f);
+    EXPECT_EQ(fp8_e4m3_from_float(value), nearest_even_reference(value)) << value;
+  }
+}
+
+TEST(Fp8E4M3, EncodeSaturatesAndKeepsNaN) {
+  EXPECT_EQ(fp8_e4m3_from_float(1e9f), 0x7E);
+  EXPECT_EQ(fp8_e4m3_from_float(-INFINITY), 0xFE);
+  EXPECT_EQ(fp8_e4m3_from_float(std::nanf("")) & 0x7F, 0x7F);
+}
+
+TEST(Bf16, RoundsToNearestEvenAndKeepsNaN) {
+  EXPECT_EQ(bf16_from_float(1.0f), 0x3F80);
+  EXPECT_EQ(bf16_to_float(0x3F80), 1.0f);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even -> 1.
+  EXPECT_EQ(bf16_from_float(1.00390625f), 0x3F80);
+  // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: -> 1 + 2^-6.
+  EXPECT_EQ(bf16_from_float(1.01171875f), 0x3F82);
+  EXPECT_TRUE(std::isnan(bf16_to_float(bf16_from_float(std::nanf("")))));
+  EXPECT_EQ(bf16_to_float(bf16_from_float(-2.5f)), -2.5f);
+}
+
+TEST(Fp16, RoundTripsAndRounds) {
+  EXPECT_EQ(fp16_from_float(1.0f), 0x3C00);
+  EXPECT_EQ(fp16_to_float(0x3C00), 1.0f);
+  EXPECT_EQ(fp16_to_float(0x7BFF), 65504.0f);
+  EXPECT_EQ(fp16_to_float(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(fp16_from_float(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie -> even
+}
+
+TEST(Int8, GroupQuantisationIsSymmetricAndBounded) {
+  std::vector<float> values(64);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(i) - 20.0f;
+  std::vector<int8_t> q(64);
+  std::vector<float> scales(2), back(64);
+  quantize_int8(values, 32, q, scales);
+  EXPECT_FLOAT_EQ(scales[0], 20.0f / 127.0f);
+  EXPECT_FLOAT_EQ(scales[1], 43.0f / 127.0f);
+  dequantize_int8(q, scales, 32, back);
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_NEAR(back[i], values[i], scales[i / 32] / 2 + 1e-6f);
+  EXPECT_EQ(q[0], -127);
+}
+
+TEST(Int4, PackedGroupQuantisationRoundTrips) {
+  std::vector<float> values(256);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (auto& v : values) v = normal(rng);
+  std::vector<uint8_t> packed(128);
+  std::vector<float> scales(8), back(256);
+  quantize_int4(values, 32, packed, scales);
+  dequantize_int4(packed, scales, 32, back);
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_NEAR(back[i], values[i], scales[i / 32] / 2 + 1e-6f) << i;
+    EXPECT_GE(int4_at(packed.data(), i), -7);
+    EXPECT_LE(int4_at(packed.data(), i), 7);
+  }
+}
+
+TEST(DType, SafetensorsNamesAndSizes) {
+  EXPECT_EQ(parse_dtype("F8_E4M3"), DType::kF8E4M3);
+  EXPECT_EQ(parse_dtype("BF16"), DType::kBF16);
+  EXPECT_FALSE(parse_dtype("F8_E4M3FNUZ").has_value());
+  EXPECT_EQ(dtype_bits(DType::kI4), 4);
+  EXPECT_EQ(dtype_bytes(DType::kI4, 3), 2u);
+  EXPECT_FALSE(dtype_bytes(DType::kF64, uint64_t(1) << 62).has_value());
+}
+
+}  // namespace
+}  // namespace hetmoe

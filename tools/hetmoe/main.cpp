@@ -1,0 +1,3 @@
+#include "tools/hetmoe/commands.h"
+
+int main(int argc, char** argv) { return hetmoe::cli::run_cli(argc, argv); }

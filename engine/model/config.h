@@ -48,6 +48,7 @@ struct ModelConfig {
   int64_t moe_intermediate_size = 0;  // per routed expert
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // unused by MLA; kept for the round trip (absent: = heads)
   int64_t n_routed_experts = 0;  // 0: no MoE layers
   int64_t n_shared_experts = 0;
   int64_t num_experts_per_tok = 0;

@@ -73,9 +73,14 @@ class SafetensorsWriter {
   // Appends bytes of the current tensor (declaration order); a tensor is complete when its
   // byte count is reached, and the next write continues with the next tensor.
   void write(const void* bytes, uint64_t count);
+  // Flushes, syncs the data to disk (unless set_durable(false)), and renames PATH.tmp to PATH.
+  // Throws if fewer bytes arrived than were declared.
   void finish();
 
   uint64_t total_bytes() const;  // header + data, known once every tensor is declared
+  // false skips the fdatasync before the rename (scratch files, tests): faster, but a crash
+  // right after finish() may leave PATH with unwritten data.
+  void set_durable(bool durable);
 
  private:
   struct Impl;
@@ -100,7 +105,9 @@ class Checkpoint {
 
   // The weight as float32 [rows, cols] (row-major): F8_E4M3 weights are dequantised with their
   // `<name>_scale_inv` per block (partial edge blocks included); BF16/F16/F32 are converted.
-  std::vector<float> load_float(const std::string& name) const;
+  // `block` is the square FP8 block size (config quantization weight_block_size); the scale
+  // tensor must be F32 [ceil(rows/block), ceil(cols/block)].
+  std::vector<float> load_float(const std::string& name, int64_t block = 128) const;
 
  private:
   std::filesystem::path directory_;

@@ -11,6 +11,10 @@ void register_all(CLI::App& app) {
   app.set_version_flag("--version", "hetmoe 0.1.0");
   register_inspect(app);
   register_make_model(app);
+  register_run(app);
+  register_perplexity(app);
+  register_logits(app);
+  register_tokenize(app);
 }
 
 int run_cli(int argc, const char* const* argv) {

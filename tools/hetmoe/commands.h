@@ -8,6 +8,10 @@ namespace hetmoe::cli {
 
 void register_inspect(CLI::App& app);
 void register_make_model(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_run(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 // Builds the full CLI (all subcommands) — main() and the CLI tests share it.
 void register_all(CLI::App& app);

@@ -132,6 +132,10 @@ def parse_args(argv=None):
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--bias-update", type=float, default=1e-3, help="aux-loss-free bias step u")
+    ap.add_argument("--bias-update-early", type=float, default=1e-2,
+                    help="larger u at the start, decaying linearly to --bias-update over --bias-early-steps "
+                         "(early hidden states are nearly alike and routing collapses faster than 1e-3 undoes)")
+    ap.add_argument("--bias-early-steps", type=int, default=150)
     ap.add_argument("--bos-frac", type=float, default=0.5, help="share of windows that start with BOS")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-windows", type=int, default=16)
@@ -144,6 +148,13 @@ def lr_at(step: int, a) -> float:
         return a.lr * (step + 1) / a.warmup
     t = (step - a.warmup) / max(1, a.steps - a.warmup)
     return a.lr * (a.min_lr_frac + (1 - a.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def bias_step(step: int, a) -> float:
+    if step >= a.bias_early_steps:
+        return a.bias_update
+    t = step / a.bias_early_steps
+    return a.bias_update_early * (1 - t) + a.bias_update * t
 
 
 @torch.no_grad()
@@ -215,7 +226,7 @@ def main(argv=None):
         with torch.no_grad():
             for _, moe in model.moe_layers():
                 load = torch.bincount(moe.last_indices.flatten(), minlength=cfg.n_routed_experts).float()
-                moe.gate.e_score_correction_bias += a.bias_update * torch.sign(load.mean() - load)
+                moe.gate.e_score_correction_bias += bias_step(step, a) * torch.sign(load.mean() - load)
                 imb.append(round((load.max() / load.mean()).item(), 2))
         rec = {"step": step + 1, "loss": round(loss.item(), 4), "lr": lr_at(step, a),
                "gnorm": round(gnorm, 3), "max_over_mean_load": imb, "elapsed_s": round(time.time() - t0, 1)}

@@ -1,0 +1,57 @@
+#include "cpu/linear.h"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <vector>
+
+#include "cpu/dequant.h"
+#include "cpu/ops.h"
+#include "engine/core/dtype.h"
+
+namespace hetmoe::cpu {
+
+uint64_t WeightMatrix::bytes() const {
+  const uint64_t count = uint64_t(rows) * uint64_t(cols);
+  switch (format) {
+    case WeightFormat::kF32:
+      return count * 4;
+    case WeightFormat::kBF16:
+      return count * 2;
+    case WeightFormat::kFP8Block: {
+      const uint64_t blocks = uint64_t((rows + block - 1) / block) * uint64_t((cols + block - 1) / block);
+      return count + blocks * 4;
+    }
+  }
+  return 0;
+}
+
+void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa) {
+  switch (w.format) {
+    case WeightFormat::kF32:
+      convert_to_float(DType::kF32, static_cast<const float*>(w.data) + row * w.cols, uint64_t(w.cols), out);
+      return;
+    case WeightFormat::kBF16:
+      convert_to_float(DType::kBF16, static_cast<const uint16_t*>(w.data) + row * w.cols, uint64_t(w.cols), out);
+      return;
+    case WeightFormat::kFP8Block:
+      dequant_fp8_rows({static_cast<const uint8_t*>(w.data), w.scale_inv, w.rows, w.cols, w.block}, row, row + 1,
+                       out, isa);
+      return;
+  }
+}
+
+void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
+  // Rows are dequantised once into a per-task buffer and dotted with every token, so each
+  // weight byte is read once per call whatever the token count.
+  const Isa isa = active_isa();
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int64_t r = range.begin(); r < range.end(); ++r) {
+      weight_row(w, r, row.data(), isa);
+      for (int64_t t = 0; t < tokens; ++t) y[t * w.rows + r] = dot(row.data(), x + t * w.cols, w.cols);
+    }
+  });
+}
+
+}  // namespace hetmoe::cpu

@@ -1,0 +1,33 @@
+// y = W x for weights in the formats checkpoints ship (FP8 E4M3 with block scales, BF16,
+// F32), computed in FP32. The plain linear used by attention projections, dense layers,
+// experts and lm_head until the kernels in cpu/kernels_* take over the hot paths.
+//
+// Each output element is computed by one thread in a fixed order, so results do not depend
+// on the thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/cpu_features.h"
+
+namespace hetmoe::cpu {
+
+enum class WeightFormat { kF32, kBF16, kFP8Block };
+
+struct WeightMatrix {
+  WeightFormat format = WeightFormat::kF32;
+  const void* data = nullptr;         // [rows, cols] row-major in `format`
+  const float* scale_inv = nullptr;   // kFP8Block: f32 [ceil(rows/block), ceil(cols/block)]
+  int64_t rows = 0;                   // output features
+  int64_t cols = 0;                   // input features
+  int64_t block = 128;
+  uint64_t bytes() const;
+};
+
+// x: f32 [tokens, w.cols]; y: f32 [tokens, w.rows] (overwritten).
+void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
+
+// Row `row` of W as f32 (cols values) into `out`, decoded with the given kernel path.
+void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa);
+
+}  // namespace hetmoe::cpu

@@ -1,0 +1,257 @@
+#include "engine/runtime/model.h"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cpu/linear.h"
+#include "cpu/ops.h"
+#include "engine/core/error.h"
+#include "engine/runtime/router.h"
+
+namespace hetmoe {
+
+struct Model::Rows {
+  struct Row {
+    KvCache* cache;
+    int64_t position;
+  };
+  std::vector<Row> rows;
+  int64_t size() const { return int64_t(rows.size()); }
+};
+
+Model::Model(ModelWeights weights) : weights_(std::move(weights)), rope_(weights_.config) {}
+
+void Model::forward(std::span<SequenceStep> steps) const {
+  const ModelConfig& c = weights_.config;
+  const int64_t hidden = c.hidden_size;
+  Rows rows;
+  for (const SequenceStep& step : steps) {
+    check(step.cache != nullptr && step.logits != nullptr, "sequence step without cache or logits");
+    check(!step.tokens.empty(), "a sequence step needs at least one token");
+    check(step.cache->size() + int64_t(step.tokens.size()) <= step.cache->capacity(),
+          "prompt and generation of " + std::to_string(step.cache->size() + int64_t(step.tokens.size())) +
+              " tokens exceed the context of " + std::to_string(step.cache->capacity()),
+          {.hint = "use a shorter prompt or a larger --ctx"});
+    for (size_t t = 0; t < step.tokens.size(); ++t) rows.rows.push_back({step.cache, step.cache->size() + int64_t(t)});
+  }
+  const int64_t n = rows.size();
+
+  // Embedding rows, as shipped (BF16) -> f32.
+  std::vector<float> h(static_cast<size_t>(n * hidden));
+  int64_t row = 0;
+  const cpu::Isa isa = cpu::active_isa();
+  for (const SequenceStep& step : steps) {
+    for (int32_t token : step.tokens) {
+      check(token >= 0 && token < c.vocab_size,
+            "token id " + std::to_string(token) + " is outside the vocabulary of " + std::to_string(c.vocab_size));
+      cpu::weight_row(weights_.embed, token, h.data() + row * hidden, isa);
+      ++row;
+    }
+  }
+
+  std::vector<float> x(h.size()), delta(h.size());
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& layer = weights_.layers[size_t(l)];
+    for (int64_t r = 0; r < n; ++r)
+      cpu::rms_norm(&h[size_t(r * hidden)], layer.input_norm.data(), hidden, float(c.rms_norm_eps), &x[size_t(r * hidden)]);
+    attention(layer, l, rows, x.data(), delta.data());
+    for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
+    for (int64_t r = 0; r < n; ++r)
+      cpu::rms_norm(&h[size_t(r * hidden)], layer.post_norm.data(), hidden, float(c.rms_norm_eps), &x[size_t(r * hidden)]);
+    if (layer.is_moe) {
+      moe(layer.moe, l, x.data(), n, delta.data());
+    } else {
+      ffn(layer.dense, x.data(), n, delta.data());
+    }
+    for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
+  }
+
+  // Final norm and lm_head for the rows each sequence asked for.
+  row = 0;
+  for (SequenceStep& step : steps) {
+    const int64_t count = int64_t(step.tokens.size());
+    const int64_t first = step.all_logits ? row : row + count - 1;
+    const int64_t wanted = step.all_logits ? count : 1;
+    std::vector<float> normed(static_cast<size_t>(wanted * hidden));
+    for (int64_t r = 0; r < wanted; ++r)
+      cpu::rms_norm(&h[size_t((first + r) * hidden)], weights_.final_norm.data(), hidden, float(c.rms_norm_eps),
+                    &normed[size_t(r * hidden)]);
+    step.logits->resize(size_t(wanted * c.vocab_size));
+    cpu::linear(weights_.lm_head, normed.data(), wanted, step.logits->data());
+    step.cache->set_size(step.cache->size() + count);
+    row += count;
+  }
+}
+
+void Model::attention(const LayerWeights& layer, int64_t l, const Rows& rows, const float* x, float* out) const {
+  const ModelConfig& c = weights_.config;
+  const AttentionWeights& a = layer.attention;
+  const int64_t n = rows.size(), heads = c.num_attention_heads;
+  const int64_t qk = c.qk_head_dim(), nope = c.qk_nope_head_dim, rope_dim = c.qk_rope_head_dim;
+  const int64_t latent = c.kv_lora_rank;
+  const float eps = float(c.rms_norm_eps);
+
+  std::vector<float> q(static_cast<size_t>(n * heads * qk));
+  if (a.q_a) {
+    std::vector<float> q_compressed(static_cast<size_t>(n * c.q_lora_rank));
+    cpu::linear(*a.q_a, x, n, q_compressed.data());
+    for (int64_t r = 0; r < n; ++r) {
+      float* v = &q_compressed[size_t(r * c.q_lora_rank)];
+      cpu::rms_norm(v, a.q_a_norm.data(), c.q_lora_rank, eps, v);
+    }
+    cpu::linear(a.q_b, q_compressed.data(), n, q.data());
+  } else {
+    cpu::linear(a.q_b, x, n, q.data());
+  }
+  std::vector<float> kv_a(static_cast<size_t>(n * (latent + rope_dim)));
+  cpu::linear(a.kv_a, x, n, kv_a.data());
+
+  // Cache the normalised latent and the rotated rope key; rotate each head's q_pe.
+  for (int64_t r = 0; r < n; ++r) {
+    const auto& [cache, position] = rows.rows[size_t(r)];
+    const float* kv = &kv_a[size_t(r * (latent + rope_dim))];
+    cpu::rms_norm(kv, a.kv_a_norm.data(), latent, eps, cache->latent(l, position));
+    float* k_pe = cache->rope_key(l, position);
+    std::copy(kv + latent, kv + latent + rope_dim, k_pe);
+    rope_.apply(k_pe, position);
+    for (int64_t hd = 0; hd < heads; ++hd) rope_.apply(&q[size_t((r * heads + hd) * qk + nope)], position);
+  }
+
+  std::vector<float> context(static_cast<size_t>(n * heads * c.v_head_dim));
+  if (attention_form_ == AttentionForm::kAbsorbed) {
+    attend_absorbed(a, l, rows, q.data(), context.data());
+  } else {
+    attend_naive(a, l, rows, q.data(), context.data());
+  }
+  cpu::linear(a.o, context.data(), n, out);
+}
+
+void Model::attend_naive(const AttentionWeights& a, int64_t l, const Rows& rows, const float* q,
+                         float* context) const {
+  const ModelConfig& c = weights_.config;
+  const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim(), nope = c.qk_nope_head_dim;
+  const int64_t rope_dim = c.qk_rope_head_dim, v_dim = c.v_head_dim, latent = c.kv_lora_rank;
+  const int64_t kv_width = heads * (nope + v_dim);
+  const float scale = float(c.softmax_scale());
+
+  // Expand k_nope and v of every cached position each row can see, once per sequence.
+  for (int64_t begin = 0; begin < rows.size();) {
+    KvCache* cache = rows.rows[size_t(begin)].cache;
+    int64_t end = begin;
+    while (end < rows.size() && rows.rows[size_t(end)].cache == cache) ++end;
+    const int64_t visible = rows.rows[size_t(end - 1)].position + 1;
+    std::vector<float> kv(static_cast<size_t>(visible * kv_width));
+    cpu::linear(a.kv_b, cache->latent(l, 0), visible, kv.data());
+    tbb::parallel_for(begin * heads, end * heads, [&](int64_t index) {
+      const int64_t r = index / heads, hd = index % heads;
+      const int64_t position = rows.rows[size_t(r)].position;
+      const float* qh = q + (r * heads + hd) * qk;
+      std::vector<float> scores(static_cast<size_t>(position + 1));
+      for (int64_t u = 0; u <= position; ++u) {
+        const float* kh = &kv[size_t(u * kv_width + hd * (nope + v_dim))];
+        scores[size_t(u)] =
+            scale * (cpu::dot(qh, kh, nope) + cpu::dot(qh + nope, cache->rope_key(l, u), rope_dim));
+      }
+      cpu::softmax(scores.data(), position + 1);
+      float* out = context + (r * heads + hd) * v_dim;
+      std::fill(out, out + v_dim, 0.0f);
+      for (int64_t u = 0; u <= position; ++u)
+        cpu::axpy(scores[size_t(u)], &kv[size_t(u * kv_width + hd * (nope + v_dim) + nope)], out, v_dim);
+    });
+    begin = end;
+  }
+  (void)latent;
+}
+
+void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& rows, const float* q,
+                            float* context) const {
+  const ModelConfig& c = weights_.config;
+  const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim(), nope = c.qk_nope_head_dim;
+  const int64_t rope_dim = c.qk_rope_head_dim, v_dim = c.v_head_dim, latent = c.kv_lora_rank;
+  const float scale = float(c.softmax_scale());
+  const float* kv_b = a.kv_b_f32.data();  // f32 [heads * (nope + v), latent]
+
+  tbb::parallel_for(int64_t(0), rows.size() * heads, [&](int64_t index) {
+    const int64_t r = index / heads, hd = index % heads;
+    const auto& [cache, position] = rows.rows[size_t(r)];
+    const float* qh = q + (r * heads + hd) * qk;
+    const float* w_uk = kv_b + hd * (nope + v_dim) * latent;  // [nope, latent]
+    const float* w_uv = w_uk + nope * latent;                  // [v, latent]
+    // q̃ = W_UKᵀ q_nope
+    std::vector<float> q_latent(size_t(latent), 0.0f);
+    for (int64_t d = 0; d < nope; ++d) cpu::axpy(qh[d], w_uk + d * latent, q_latent.data(), latent);
+    std::vector<float> scores(static_cast<size_t>(position + 1));
+    for (int64_t u = 0; u <= position; ++u)
+      scores[size_t(u)] = scale * (cpu::dot(q_latent.data(), cache->latent(l, u), latent) +
+                                   cpu::dot(qh + nope, cache->rope_key(l, u), rope_dim));
+    cpu::softmax(scores.data(), position + 1);
+    std::vector<float> context_latent(size_t(latent), 0.0f);
+    for (int64_t u = 0; u <= position; ++u) cpu::axpy(scores[size_t(u)], cache->latent(l, u), context_latent.data(), latent);
+    float* out = context + (r * heads + hd) * v_dim;
+    for (int64_t d = 0; d < v_dim; ++d) out[d] = cpu::dot(w_uv + d * latent, context_latent.data(), latent);
+  });
+}
+
+void Model::ffn(const FfnWeights& w, const float* x, int64_t tokens, float* out) const {
+  const int64_t inter = w.gate.rows;
+  std::vector<float> gate(static_cast<size_t>(tokens * inter)), up(size_t(tokens * inter));
+  cpu::linear(w.gate, x, tokens, gate.data());
+  cpu::linear(w.up, x, tokens, up.data());
+  cpu::silu_mul(gate.data(), up.data(), tokens * inter, gate.data());
+  cpu::linear(w.down, gate.data(), tokens, out);
+}
+
+void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens, float* out) const {
+  const ModelConfig& c = weights_.config;
+  const int64_t hidden = c.hidden_size, experts = c.n_routed_experts, k = c.num_experts_per_tok;
+
+  // Route every token (router in FP32).
+  std::vector<RoutedExpert> routes(static_cast<size_t>(tokens * k));
+  tbb::parallel_for(int64_t(0), tokens, [&](int64_t t) {
+    std::vector<float> logits(static_cast<size_t>(experts));
+    for (int64_t e = 0; e < experts; ++e)
+      logits[size_t(e)] = cpu::dot(&moe.router[size_t(e * hidden)], x + t * hidden, hidden);
+    route_token(c, logits, moe.score_bias, std::span(routes).subspan(size_t(t * k), size_t(k)));
+  });
+  if (observer_ != nullptr) {
+    std::vector<int32_t> chosen(routes.size());
+    for (size_t i = 0; i < routes.size(); ++i) chosen[i] = routes[i].expert;
+    observer_->on_route(l, chosen);
+  }
+
+  // Group tokens by expert, run each expert once over its tokens, keep each (token, slot)
+  // output so the combine below runs in a fixed order.
+  std::vector<std::vector<int64_t>> slots_of(static_cast<size_t>(experts));  // slot index = t * k + r
+  for (int64_t s = 0; s < tokens * k; ++s) slots_of[size_t(routes[size_t(s)].expert)].push_back(s);
+  std::vector<float> slot_out(static_cast<size_t>(tokens * k * hidden));
+  for (int64_t e = 0; e < experts; ++e) {
+    const auto& slots = slots_of[size_t(e)];
+    if (slots.empty()) continue;
+    const int64_t m = int64_t(slots.size());
+    std::vector<float> gathered(static_cast<size_t>(m * hidden)), result(size_t(m * hidden));
+    for (int64_t i = 0; i < m; ++i)
+      std::copy_n(x + (slots[size_t(i)] / k) * hidden, hidden, &gathered[size_t(i * hidden)]);
+    ffn(moe.experts[size_t(e)], gathered.data(), m, result.data());
+    for (int64_t i = 0; i < m; ++i)
+      std::copy_n(&result[size_t(i * hidden)], hidden, &slot_out[size_t(slots[size_t(i)] * hidden)]);
+  }
+
+  if (moe.shared) {
+    ffn(*moe.shared, x, tokens, out);
+  } else {
+    std::fill(out, out + tokens * hidden, 0.0f);
+  }
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<float> routed(size_t(hidden), 0.0f);
+    for (int64_t r = 0; r < k; ++r) {
+      const int64_t s = t * k + r;
+      cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(s * hidden)], routed.data(), hidden);
+    }
+    for (int64_t i = 0; i < hidden; ++i) out[t * hidden + i] += routed[size_t(i)];
+  }
+}
+
+}  // namespace hetmoe

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The README's second command: install what is missing, build and run every test — once in
+# Release and once under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+jobs=$(nproc)
+
+echo "== Release build and tests" >&2
+BUILD_DIR="$root/build" "$root/scripts/build.sh"
+ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
+
+echo "== ASan + UBSan build and tests" >&2
+BUILD_DIR="$root/build-asan" BUILD_TYPE=RelWithDebInfo "$root/scripts/build.sh" -DHETMOE_SANITIZE=ON -DHETMOE_BENCH=OFF
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  HETMOE_TEST_SANITIZED=1 ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

@@ -1,0 +1,113 @@
+// Self-consistency of the forward pass on a random tiny checkpoint written by make-model's
+// builder: absorbed vs naive MLA, prefill + decode vs one prefill, batch vs alone.
+// (Agreement with independent references is in reference_test.cpp.)
+#include "engine/runtime/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <unistd.h>
+
+#include "engine/core/error.h"
+#include "engine/model/model_builder.h"
+#include "engine/runtime/generate.h"
+
+namespace hetmoe {
+namespace {
+
+std::filesystem::path tiny_model_dir() {
+  static const std::filesystem::path dir = [] {
+    auto path = std::filesystem::temp_directory_path() / ("hetmoe-runtime-tiny-" + std::to_string(::getpid()));
+    write_random_checkpoint(preset_model_config("tiny"), path, {.seed = 5, .zipf_alpha = 1.0, .force = true});
+    return path;
+  }();
+  return dir;
+}
+
+const Model& tiny_model() {
+  static Model model(load_model_weights(tiny_model_dir()));
+  return model;
+}
+
+std::vector<float> prefill_logits(const Model& model, const std::vector<int32_t>& ids) {
+  KvCache cache(model.config(), int64_t(ids.size()));
+  std::vector<float> logits;
+  SequenceStep step{&cache, ids, true, &logits};
+  model.forward(std::span(&step, 1));
+  return logits;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  return worst;
+}
+
+const std::vector<int32_t> kIds = {0, 17, 42, 5, 999, 3, 3, 3, 128, 77, 500, 1};
+
+TEST(Model, AbsorbedAndNaiveAttentionAgree) {
+  Model model(load_model_weights(tiny_model_dir()));
+  model.set_attention_form(AttentionForm::kAbsorbed);
+  const auto absorbed = prefill_logits(model, kIds);
+  model.set_attention_form(AttentionForm::kNaive);
+  const auto naive = prefill_logits(model, kIds);
+  // Same math in a different association order: FP32 rounding only.
+  EXPECT_LT(max_abs_diff(absorbed, naive), 1e-4);
+  EXPECT_GT(std::inner_product(absorbed.begin(), absorbed.end(), absorbed.begin(), 0.0), 1.0);  // not all zero
+}
+
+TEST(Model, PrefillThenDecodeEqualsOnePrefill) {
+  const Model& model = tiny_model();
+  const auto full = prefill_logits(model, kIds);
+  KvCache cache(model.config(), int64_t(kIds.size()));
+  std::vector<float> logits, stepwise;
+  const size_t split = 5;
+  SequenceStep first{&cache, std::span(kIds).first(split), true, &logits};
+  model.forward(std::span(&first, 1));
+  stepwise = logits;
+  for (size_t t = split; t < kIds.size(); ++t) {
+    SequenceStep step{&cache, std::span(kIds).subspan(t, 1), false, &logits};
+    model.forward(std::span(&step, 1));
+    stepwise.insert(stepwise.end(), logits.begin(), logits.end());
+  }
+  EXPECT_EQ(max_abs_diff(full, stepwise), 0.0) << "rows are computed independently of how they are batched";
+}
+
+TEST(Model, BatchGivesTheSameTokensAsSequencesAlone) {
+  const Model& model = tiny_model();
+  std::vector<GenerationRequest> requests = {
+      {.prompt = {0, 5, 6, 7}, .max_new_tokens = 12},
+      {.prompt = {0, 100, 200, 300, 400, 500, 600}, .max_new_tokens = 9},
+      {.prompt = {0, 9}, .max_new_tokens = 15, .sampling = {.temperature = 0.8f, .top_p = 0.9f, .seed = 11}},
+  };
+  GenerationOptions options{.context_tokens = 64};
+  const auto together = generate(model, requests, options);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto alone = generate(model, {requests[i]}, options);
+    EXPECT_EQ(together[i].tokens, alone[0].tokens) << "sequence " << i;
+    EXPECT_EQ(int64_t(alone[0].tokens.size()), requests[i].max_new_tokens);
+  }
+}
+
+TEST(Model, GenerationStopsAtEosAndRejectsPromptsLongerThanTheContext) {
+  const Model& model = tiny_model();
+  GenerationRequest request{.prompt = {0, 5, 6}, .max_new_tokens = 8};
+  const auto first = generate(model, {request}, {.context_tokens = 32});
+  GenerationOptions with_eos{.context_tokens = 32, .eos_ids = {first[0].tokens[2]}};
+  const auto stopped = generate(model, {request}, with_eos);
+  EXPECT_LE(stopped[0].tokens.size(), 3u);
+  EXPECT_EQ(stopped[0].stop_reason, StopReason::kEos);
+  request.prompt.assign(40, 7);
+  EXPECT_THROW(generate(model, {request}, {.context_tokens = 32}), Error);
+}
+
+TEST(Model, RejectsTokenIdsOutsideTheVocabulary) {
+  const Model& model = tiny_model();
+  EXPECT_THROW(prefill_logits(model, {0, int32_t(model.config().vocab_size)}), Error);
+}
+
+}  // namespace
+}  // namespace hetmoe

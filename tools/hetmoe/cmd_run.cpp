@@ -1,0 +1,110 @@
+// hetmoe run -m DIR -p PROMPT [-n N] [--chat] [--temp T --top-k K --top-p P --min-p M --seed S]
+// Streams generated text to stdout; prompt and generation tokens/s go to stderr at the end.
+// Several -p run as one batch (printed when all finish).
+#include <cstdio>
+#include <map>
+
+#include "engine/core/error.h"
+#include "engine/model/chat_template.h"
+#include "engine/model/tokenizer.h"
+#include "engine/runtime/generate.h"
+#include "tools/hetmoe/commands.h"
+#include "tools/hetmoe/common.h"
+
+namespace hetmoe::cli {
+namespace {
+
+struct RunOptions {
+  std::string model_dir;
+  std::vector<std::string> prompts;
+  std::string prompt_file;
+  int64_t tokens = 128;
+  bool chat = false;
+  bool no_bos = false;
+  int64_t context = 4096;
+  int threads = 0;
+  SamplingParams sampling{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 42};
+  std::vector<std::string> stops;
+  bool ignore_eos = false;
+};
+
+std::vector<int32_t> prompt_ids(const RunOptions& options, const Tokenizer& tokenizer, const std::string& prompt) {
+  if (options.chat) {
+    const ChatTemplate chat = ChatTemplate::for_tokenizer(tokenizer);
+    const std::vector<ChatMessage> messages = {{.role = "user", .content = prompt}};
+    return tokenizer.encode(chat.render(messages), false);  // the template starts with BOS
+  }
+  const bool add_bos = !options.no_bos && tokenizer.bos_id() != kNoToken;
+  return tokenizer.encode(prompt, add_bos);
+}
+
+void run_generate(RunOptions options) {
+  ThreadLimit limit(options.threads);
+  if (!options.prompt_file.empty()) options.prompts.push_back(read_text_file(options.prompt_file));
+  check(!options.prompts.empty(), "no prompt", {.hint = "give -p TEXT or -f FILE"});
+  check(options.tokens >= 0, "-n must be >= 0");
+  Model model(load_model_weights(options.model_dir));
+  const Tokenizer tokenizer = load_tokenizer_for(options.model_dir, model.config());
+
+  std::vector<GenerationRequest> requests;
+  for (const auto& prompt : options.prompts)
+    requests.push_back({.prompt = prompt_ids(options, tokenizer, prompt),
+                        .max_new_tokens = options.tokens,
+                        .sampling = options.sampling,
+                        .stop_strings = options.stops});
+  GenerationOptions generation{.context_tokens = options.context, .vocab_limit = tokenizer.vocab_size()};
+  if (!options.ignore_eos && tokenizer.eos_id() != kNoToken) generation.eos_ids.push_back(tokenizer.eos_id());
+  generation.token_bytes = [&](int32_t id) { return std::string(tokenizer.token_bytes(id)); };
+  const bool streaming = requests.size() == 1;
+  StreamDecoder decoder(tokenizer, true);
+  if (streaming) {
+    std::fputs(options.chat ? "" : options.prompts[0].c_str(), stdout);
+    std::fflush(stdout);
+    generation.on_token = [&](size_t, int32_t token) {
+      std::fputs(decoder.push(token).c_str(), stdout);
+      std::fflush(stdout);
+    };
+  }
+  GenerationStats stats;
+  const auto results = generate(model, requests, generation, &stats);
+  if (streaming) {
+    std::fputs((decoder.flush() + "\n").c_str(), stdout);
+  } else {
+    for (size_t i = 0; i < results.size(); ++i)
+      std::printf("[%zu] %s%s\n", i, options.chat ? "" : options.prompts[i].c_str(),
+                  tokenizer.decode(results[i].tokens, true).c_str());
+  }
+  const int64_t decode_tokens = stats.generated_tokens - int64_t(results.size());  // first token comes from prefill
+  std::fprintf(stderr, "\nhetmoe: prompt %lld tokens in %.3f s (%.1f tokens/s); generation %lld tokens in %.3f s (%.1f tokens/s)\n",
+               static_cast<long long>(stats.prompt_tokens), stats.prefill_seconds,
+               stats.prefill_seconds > 0 ? double(stats.prompt_tokens) / stats.prefill_seconds : 0.0,
+               static_cast<long long>(decode_tokens), stats.decode_seconds,
+               stats.decode_seconds > 0 ? double(decode_tokens) / stats.decode_seconds : 0.0);
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt, streaming to stdout");
+  cmd->add_option("-m,--model", o->model_dir, "Model folder (config.json, safetensors, tokenizer.json)")->required();
+  cmd->add_option("-p,--prompt", o->prompts, "Prompt text; repeat for a batch of sequences");
+  cmd->add_option("-f,--file", o->prompt_file, "Read the prompt from a file");
+  cmd->add_option("-n,--n-predict", o->tokens, "Tokens to generate (default 128)");
+  cmd->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template (one user turn)");
+  cmd->add_flag("--no-bos", o->no_bos, "Do not prepend the BOS token");
+  cmd->add_option("-c,--ctx", o->context, "Context size in tokens (prompt + generation; default 4096)");
+  cmd->add_option("-t,--threads", o->threads, "Worker threads (0: all cores)");
+  cmd->add_option("--temp", o->sampling.temperature, "Temperature (0: greedy; default 0.8)");
+  cmd->add_option("--top-k", o->sampling.top_k, "Top-k (0: off; default 40)");
+  cmd->add_option("--top-p", o->sampling.top_p, "Top-p (1: off; default 0.95)");
+  cmd->add_option("--min-p", o->sampling.min_p, "Min-p (0: off; default 0.05)");
+  cmd->add_option("--repeat-penalty", o->sampling.repetition_penalty, "Repetition penalty (1: off)");
+  cmd->add_option("--repeat-last-n", o->sampling.repetition_window, "Tokens the penalty looks back over (64)");
+  cmd->add_option("-s,--seed", o->sampling.seed, "Sampling seed (default 42)");
+  cmd->add_option("--stop", o->stops, "Stop when the generated text contains this string (repeatable)");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
+  cmd->callback([o] { run_generate(*o); });
+}
+
+}  // namespace hetmoe::cli

@@ -64,7 +64,7 @@ void Model::forward(std::span<SequenceStep> steps) const {
     if (layer.is_moe) {
       moe(layer.moe, l, x.data(), n, delta.data());
     } else {
-      ffn(layer.dense, x.data(), n, delta.data());
+      ffn_forward(layer.dense, x.data(), n, delta.data());
     }
     for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
   }
@@ -195,15 +195,6 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
   });
 }
 
-void Model::ffn(const FfnWeights& w, const float* x, int64_t tokens, float* out) const {
-  const int64_t inter = w.gate.rows;
-  std::vector<float> gate(static_cast<size_t>(tokens * inter)), up(size_t(tokens * inter));
-  cpu::linear(w.gate, x, tokens, gate.data());
-  cpu::linear(w.up, x, tokens, up.data());
-  cpu::silu_mul(gate.data(), up.data(), tokens * inter, gate.data());
-  cpu::linear(w.down, gate.data(), tokens, out);
-}
-
 void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens, float* out) const {
   const ModelConfig& c = weights_.config;
   const int64_t hidden = c.hidden_size, experts = c.n_routed_experts, k = c.num_experts_per_tok;
@@ -222,25 +213,31 @@ void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens
     observer_->on_route(l, chosen);
   }
 
-  // Group tokens by expert, run each expert once over its tokens, keep each (token, slot)
-  // output so the combine below runs in a fixed order.
-  std::vector<std::vector<int64_t>> slots_of(static_cast<size_t>(experts));  // slot index = t * k + r
+  // Group tokens by expert and let the expert source run each expert once over its tokens;
+  // every (token, slot) output is kept so the combine below runs in a fixed order.
+  std::vector<std::vector<int64_t>> slots_of(static_cast<size_t>(experts));  // slot = t * k + r
   for (int64_t s = 0; s < tokens * k; ++s) slots_of[size_t(routes[size_t(s)].expert)].push_back(s);
-  std::vector<float> slot_out(static_cast<size_t>(tokens * k * hidden));
+  std::vector<float> gathered(static_cast<size_t>(tokens * k * hidden)), slot_out(gathered.size());
+  std::vector<ExpertTask> tasks;
+  int64_t filled = 0;  // rows of `gathered` used so far, in expert order
   for (int64_t e = 0; e < experts; ++e) {
     const auto& slots = slots_of[size_t(e)];
     if (slots.empty()) continue;
-    const int64_t m = int64_t(slots.size());
-    std::vector<float> gathered(static_cast<size_t>(m * hidden)), result(size_t(m * hidden));
-    for (int64_t i = 0; i < m; ++i)
-      std::copy_n(x + (slots[size_t(i)] / k) * hidden, hidden, &gathered[size_t(i * hidden)]);
-    ffn(moe.experts[size_t(e)], gathered.data(), m, result.data());
-    for (int64_t i = 0; i < m; ++i)
-      std::copy_n(&result[size_t(i * hidden)], hidden, &slot_out[size_t(slots[size_t(i)] * hidden)]);
+    for (size_t i = 0; i < slots.size(); ++i)
+      std::copy_n(x + (slots[i] / k) * hidden, hidden, &gathered[size_t((filled + int64_t(i)) * hidden)]);
+    tasks.push_back({int32_t(e), &gathered[size_t(filled * hidden)], int64_t(slots.size()),
+                     &slot_out[size_t(filled * hidden)]});
+    filled += int64_t(slots.size());
   }
+  expert_source_->run(l, tasks);
+  // Row of slot s inside slot_out: tasks are laid out expert by expert.
+  std::vector<int64_t> row_of_slot(static_cast<size_t>(tokens * k));
+  filled = 0;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t s : slots_of[size_t(e)]) row_of_slot[size_t(s)] = filled++;
 
   if (moe.shared) {
-    ffn(*moe.shared, x, tokens, out);
+    ffn_forward(*moe.shared, x, tokens, out);
   } else {
     std::fill(out, out + tokens * hidden, 0.0f);
   }
@@ -248,7 +245,7 @@ void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens
     std::vector<float> routed(size_t(hidden), 0.0f);
     for (int64_t r = 0; r < k; ++r) {
       const int64_t s = t * k + r;
-      cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(s * hidden)], routed.data(), hidden);
+      cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(row_of_slot[size_t(s)] * hidden)], routed.data(), hidden);
     }
     for (int64_t i = 0; i < hidden; ++i) out[t * hidden + i] += routed[size_t(i)];
   }

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/runtime/expert_source.h"
 #include "engine/runtime/kv_cache.h"
 #include "engine/runtime/rope.h"
 #include "engine/runtime/weights.h"
@@ -37,11 +38,16 @@ struct RoutingObserver {
 class Model {
  public:
   explicit Model(ModelWeights weights);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return weights_.config; }
   const ModelWeights& weights() const { return weights_; }
   void set_attention_form(AttentionForm form) { attention_form_ = form; }
   void set_routing_observer(RoutingObserver* observer) { observer_ = observer; }
+  // Routed experts come from `source` (not owned) instead of the checkpoint mapping; nullptr
+  // restores the default.
+  void set_expert_source(ExpertSource* source) { expert_source_ = source ? source : &checkpoint_experts_; }
 
   void forward(std::span<SequenceStep> steps) const;
 
@@ -54,12 +60,13 @@ class Model {
   void attend_absorbed(const AttentionWeights& a, int64_t layer_index, const Rows& rows, const float* q,
                        float* context) const;
   void moe(const MoeWeights& moe, int64_t layer_index, const float* x, int64_t tokens, float* out) const;
-  void ffn(const FfnWeights& w, const float* x, int64_t tokens, float* out) const;
 
   ModelWeights weights_;
   Rope rope_;
   AttentionForm attention_form_ = AttentionForm::kAbsorbed;
   RoutingObserver* observer_ = nullptr;
+  CheckpointExperts checkpoint_experts_{weights_};
+  ExpertSource* expert_source_ = &checkpoint_experts_;
 };
 
 }  // namespace hetmoe

@@ -1,0 +1,47 @@
+// Where a MoE layer's routed experts are computed from.
+//
+// The forward pass routes tokens, groups them by expert, and hands the layer's tasks to an
+// ExpertSource. The source may run them in any order and on any threads — resident experts
+// first while reads of streamed ones are in flight, say — because each task writes only its
+// own output buffer and Model combines the outputs in a fixed order afterwards. So results
+// never depend on the source, its timing or its placement (ARCHITECTURE.md's invariant).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "engine/runtime/weights.h"
+
+namespace hetmoe {
+
+struct ExpertTask {
+  int32_t expert = 0;
+  const float* x = nullptr;  // f32 [tokens, hidden]: the tokens routed to this expert
+  int64_t tokens = 0;
+  float* out = nullptr;      // f32 [tokens, hidden]: down(silu(gate x) ⊙ up x)
+};
+
+class ExpertSource {
+ public:
+  virtual ~ExpertSource() = default;
+  // Runs every task of one MoE layer; returns when all outputs are written.
+  virtual void run(int64_t layer, std::span<const ExpertTask> tasks) = 0;
+  // The experts the next layer is predicted to need (from its gate on this layer's hidden
+  // state); a streaming source starts reading them. Default: ignored.
+  virtual void prefetch(int64_t layer, std::span<const int32_t> experts) {}
+};
+
+// SwiGLU FFN with the plain linear: out = down(silu(gate x) ⊙ up x).
+void ffn_forward(const FfnWeights& w, const float* x, int64_t tokens, float* out);
+
+// The experts as the checkpoint ships them, read straight from its memory mapping.
+class CheckpointExperts final : public ExpertSource {
+ public:
+  explicit CheckpointExperts(const ModelWeights& weights) : weights_(weights) {}
+  void run(int64_t layer, std::span<const ExpertTask> tasks) override;
+
+ private:
+  const ModelWeights& weights_;
+};
+
+}  // namespace hetmoe

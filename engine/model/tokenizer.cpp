@@ -571,7 +571,7 @@ void Tokenizer::Impl::load_config(const json* config) {
       fail_config("chat_template must be a string or a list of {name, template}");
     }
   }
-  // Without a config, fall back to the DeepSeek names when the tokenizer has them.
+  // When the config does not name them, fall back to the DeepSeek names if the tokenizer has them.
   if (bos == kNoToken && added_ids.contains(kDeepseekBos)) bos = added_ids.find(kDeepseekBos)->second;
   if (eos == kNoToken && added_ids.contains(kDeepseekEos)) eos = added_ids.find(kDeepseekEos)->second;
   if (bos != kNoToken) bos_token = tokens[size_t(bos)];

@@ -22,9 +22,8 @@ using nlohmann::json;
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
 
-// model.safetensors.index.json's weight_map: tensor name -> shard, shards numbered in order of
-// first appearance. Parsed with SAX: R1's index lists 92k tensors, and a DOM would cost more than
-// every shard header together.
+// model.safetensors.index.json's weight_map: tensor name -> shard, shards numbered in name order. Parsed with
+// SAX: R1's index lists 92k tensors, and a DOM would cost more than every shard header together.
 struct WeightMap {
   std::vector<std::string> shards;
   std::unordered_map<std::string, uint32_t> shard_of;
@@ -65,7 +64,8 @@ class IndexParser {
  private:
   bool value(const std::string& text) {
     if (depth_ == 0) throw Error("index is not a JSON object", {.path = path_});
-    if (depth_ == 1 && top_key_is_map_) throw Error("index's \"weight_map\" is not an object", {.path = path_});
+    if (depth_ == 1 && top_key_is_map_)
+      throw Error("index's \"weight_map\" is not an object", {.path = path_});
     if (depth_ == 2 && in_weight_map_)
       throw Error(fmt::format("weight_map value is not a file name: {}", text.substr(0, 60)),
                   {.path = path_, .tensor = tensor_});
@@ -93,10 +93,12 @@ class IndexParser {
     if (shard != last_shard_name_) {
       const std::filesystem::path file = shard;
       // Shards live in the model folder: refuse names that would reach outside it.
-      const bool escapes = std::any_of(file.begin(), file.end(), [](const auto& part) { return part == ".."; });
+      const bool escapes =
+          std::any_of(file.begin(), file.end(), [](const auto& part) { return part == ".."; });
       if (file.empty() || file.is_absolute() || escapes)
-        throw Error(fmt::format("weight_map names shard \"{}\", which is not a file inside the model folder", shard),
-                    {.path = path_, .tensor = tensor_});
+        throw Error(
+            fmt::format("weight_map names shard \"{}\", which is not a file inside the model folder", shard),
+            {.path = path_, .tensor = tensor_});
       const std::string normal = file.lexically_normal().string();
       auto it = std::find(map_.shards.begin(), map_.shards.end(), normal);
       last_shard_ = uint32_t(it - map_.shards.begin());
@@ -129,6 +131,19 @@ WeightMap read_weight_map(const std::filesystem::path& index_path) {
   IndexParser parser(where, map);
   json::sax_parse(contents.begin(), contents.end(), &parser);
   if (!parser.saw_weight_map()) throw Error("index has no \"weight_map\" object", {.path = where});
+  // Number the shards in name order (model-00001-of-… first), as files() lists them.
+  std::vector<uint32_t> order(map.shards.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return map.shards[a] < map.shards[b]; });
+  std::vector<uint32_t> rank(order.size());
+  std::vector<std::string> sorted(order.size());
+  for (uint32_t i = 0; i < order.size(); ++i) {
+    rank[order[i]] = i;
+    sorted[i] = std::move(map.shards[order[i]]);
+  }
+  map.shards = std::move(sorted);
+  for (auto& entry : map.shard_of) entry.second = rank[entry.second];
   return map;
 }
 
@@ -147,7 +162,8 @@ std::vector<std::unique_ptr<SafetensorsFile>> open_files(const std::vector<std::
       }
     }
   };
-  const size_t threads = std::min<size_t>({paths.size(), std::max(1u, std::thread::hardware_concurrency()), 16});
+  const size_t threads =
+      std::min<size_t>({paths.size(), std::max(1u, std::thread::hardware_concurrency()), 16});
   std::vector<std::thread> pool;
   for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
   work();
@@ -174,22 +190,27 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::filesystem::path& direct
   WeightMap weight_map;
   bool indexed = false;
   if (std::filesystem::is_regular_file(directory, ec) && directory.extension() == ".safetensors") {
-    checkpoint->directory_ = directory.parent_path();
+    checkpoint->directory_ =
+        directory.has_parent_path() ? directory.parent_path() : std::filesystem::path(".");
     paths.push_back(directory);
   } else if (!std::filesystem::is_directory(directory, ec)) {
-    throw Error("not a model folder", {.path = directory.string(),
-                                       .hint = "pass the folder holding config.json and the .safetensors files"});
-  } else if (checkpoint->directory_ = directory; std::filesystem::exists(directory / kIndexFile, ec)) {
+    throw Error("not a model folder",
+                {.path = directory.string(),
+                 .hint = "pass the folder holding config.json and the .safetensors files"});
+  } else if (std::filesystem::exists(directory / kIndexFile, ec)) {
     indexed = true;
     weight_map = read_weight_map(directory / kIndexFile);
+    if (weight_map.shards.empty())
+      throw Error("weight_map lists no tensors", {.path = (directory / kIndexFile).string()});
     for (const std::string& shard : weight_map.shards) {
       paths.push_back(directory / shard);
       if (!std::filesystem::exists(paths.back(), ec)) {
-        auto needed = std::find_if(weight_map.shard_of.begin(), weight_map.shard_of.end(), [&](const auto& entry) {
-          return weight_map.shards[entry.second] == shard;
-        });
+        std::string needed;  // the first tensor (by name) the index places there
+        for (const auto& [name, index] : weight_map.shard_of)
+          if (weight_map.shards[index] == shard && (needed.empty() || name < needed)) needed = name;
         throw Error(fmt::format("shard listed in {} is missing", kIndexFile),
-                    {.path = paths.back().string(), .tensor = needed->first,
+                    {.path = paths.back().string(),
+                     .tensor = needed,
                      .hint = "the download is incomplete; fetch every file the index names"});
       }
     }
@@ -206,6 +227,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::filesystem::path& direct
                               kIndexFile),
                   {.path = directory.string(), .hint = "add the index file from the model's repository"});
   }
+  if (checkpoint->directory_.empty()) checkpoint->directory_ = directory;
   checkpoint->files_ = open_files(paths);
 
   // Every tensor of every shard must be where the index says; names must be unique overall.
@@ -229,15 +251,17 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::filesystem::path& direct
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i > 0 && *entries[i].first == *entries[i - 1].first)
-      throw Error(fmt::format("tensor appears in two files (also in {})", entries[i - 1].second.file->path().string()),
+      throw Error(fmt::format("tensor appears in two files (also in {})",
+                              entries[i - 1].second.file->path().string()),
                   {.path = entries[i].second.file->path().string(), .tensor = *entries[i].first});
     checkpoint->index_.emplace_hint(checkpoint->index_.end(), *entries[i].first, entries[i].second);
   }
   if (indexed && checkpoint->index_.size() != weight_map.shard_of.size()) {
     for (const auto& [name, shard] : weight_map.shard_of)
       if (!checkpoint->index_.contains(name))
-        throw Error(fmt::format("{} lists the tensor in this shard, but the shard does not hold it", kIndexFile),
-                    {.path = (directory / weight_map.shards[shard]).string(), .tensor = name});
+        throw Error(
+            fmt::format("{} lists the tensor in this shard, but the shard does not hold it", kIndexFile),
+            {.path = (directory / weight_map.shards[shard]).string(), .tensor = name});
   }
   return checkpoint;
 }
@@ -261,9 +285,11 @@ std::vector<float> Checkpoint::load_float(const std::string& name, int64_t block
   std::vector<float> out;
 
   if (info.dtype == DType::kF8E4M3) {
-    check(block > 0, fmt::format("FP8 block size must be positive, got {}", block), {.path = where, .tensor = name});
+    check(block > 0, fmt::format("FP8 block size must be positive, got {}", block),
+          {.path = where, .tensor = name});
     check(info.shape.rank == 2,
-          fmt::format("F8_E4M3 weight has shape {}; block dequantisation needs a 2-D weight", info.shape.to_string()),
+          fmt::format("F8_E4M3 weight has shape {}; block dequantisation needs a 2-D weight",
+                      info.shape.to_string()),
           {.path = where, .tensor = name});
     const std::string scale_name = name + "_scale_inv";
     const Entry* scale = find(scale_name);
@@ -276,16 +302,21 @@ std::vector<float> Checkpoint::load_float(const std::string& name, int64_t block
           {.path = scale->file->path().string(), .tensor = scale_name});
     check(scale->info->shape == expected,
           fmt::format("scale shape {} does not match weight {} with {}x{} blocks (expected {})",
-                      scale->info->shape.to_string(), info.shape.to_string(), block, block, expected.to_string()),
-          {.path = scale->file->path().string(), .tensor = scale_name,
+                      scale->info->shape.to_string(), info.shape.to_string(), block, block,
+                      expected.to_string()),
+          {.path = scale->file->path().string(),
+           .tensor = scale_name,
            .hint = "check quantization_config.weight_block_size"});
     std::vector<uint8_t> scale_copy;
-    const auto* scales = reinterpret_cast<const float*>(aligned_or_copy(
-        scale->file->data(*scale->info), scale->info->nbytes(), alignof(float), scale_copy));
+    const auto* scales = reinterpret_cast<const float*>(
+        aligned_or_copy(scale->file->data(*scale->info), scale->info->nbytes(), alignof(float), scale_copy));
     out.resize(count);
     if (count > 0) {
-      cpu::dequant_fp8_rows(cpu::Fp8BlockMatrix{.codes = entry.file->data(info), .scale_inv = scales,
-                                                .rows = rows, .cols = cols, .block = block},
+      cpu::dequant_fp8_rows(cpu::Fp8BlockMatrix{.codes = entry.file->data(info),
+                                                .scale_inv = scales,
+                                                .rows = rows,
+                                                .cols = cols,
+                                                .block = block},
                             0, rows, out.data());
     }
     return out;

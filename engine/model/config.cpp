@@ -68,8 +68,7 @@ class Fields {
     } else {
       fail(key, fmt::format("must be an integer, got {}", describe(*value)));
     }
-    if (result < min || result > max)
-      fail(key, fmt::format("must be in [{}, {}], got {}", min, max, result));
+    if (result < min || result > max) fail(key, fmt::format("must be in [{}, {}], got {}", min, max, result));
     return result;
   }
 
@@ -131,9 +130,12 @@ std::string_view scoring_func_name(ScoringFunc func) {
 
 std::string_view topk_method_name(TopkMethod method) {
   switch (method) {
-    case TopkMethod::kNoauxTc: return "noaux_tc";
-    case TopkMethod::kGreedy: return "greedy";
-    case TopkMethod::kGroupLimitedGreedy: return "group_limited_greedy";
+    case TopkMethod::kNoauxTc:
+      return "noaux_tc";
+    case TopkMethod::kGreedy:
+      return "greedy";
+    case TopkMethod::kGroupLimitedGreedy:
+      return "group_limited_greedy";
   }
   return "greedy";
 }
@@ -163,8 +165,8 @@ void parse_rope(const Fields& top, ModelConfig& config) {
   scaling.type = "yarn";
   if (!rope.has("factor")) rope.fail("factor", "is required for yarn rope scaling");
   scaling.factor = rope.number("factor", 1.0, 0.0, 1e6, true);
-  scaling.original_max_position_embeddings = rope.integer(
-      "original_max_position_embeddings", config.max_position_embeddings, 1, kMaxPositions);
+  scaling.original_max_position_embeddings =
+      rope.integer("original_max_position_embeddings", config.max_position_embeddings, 1, kMaxPositions);
   scaling.beta_fast = rope.number("beta_fast", 32.0, 0.0, 1e6, true);
   scaling.beta_slow = rope.number("beta_slow", 1.0, 0.0, 1e6, true);
   scaling.mscale = rope.number("mscale", 1.0, 0.0, 1e3, false);
@@ -279,14 +281,14 @@ void validate(const Fields& f, const ModelConfig& c) {
   if (c.qk_rope_head_dim % 2 != 0)
     f.fail("qk_rope_head_dim", fmt::format("must be even (RoPE rotates pairs), got {}", c.qk_rope_head_dim));
   if (c.first_k_dense_replace > c.num_hidden_layers)
-    f.fail("first_k_dense_replace", fmt::format("({}) exceeds num_hidden_layers ({})",
-                                                c.first_k_dense_replace, c.num_hidden_layers));
+    f.fail("first_k_dense_replace",
+           fmt::format("({}) exceeds num_hidden_layers ({})", c.first_k_dense_replace, c.num_hidden_layers));
   if (c.n_routed_experts == 0) return;
   if (c.num_experts_per_tok < 1)
     f.fail("num_experts_per_tok", "must be at least 1 when n_routed_experts is set");
   if (c.num_experts_per_tok > c.n_routed_experts)
-    f.fail("num_experts_per_tok", fmt::format("({}) exceeds n_routed_experts ({})", c.num_experts_per_tok,
-                                              c.n_routed_experts));
+    f.fail("num_experts_per_tok",
+           fmt::format("({}) exceeds n_routed_experts ({})", c.num_experts_per_tok, c.n_routed_experts));
   if (c.n_routed_experts % c.n_group != 0)
     f.fail("n_group", fmt::format("({}) must divide n_routed_experts ({})", c.n_group, c.n_routed_experts));
   if (c.topk_group > c.n_group)
@@ -335,9 +337,10 @@ ModelConfig parse_model_config(std::string_view json_text, const std::string& so
   } else if (model_type == "deepseek_v2") {
     architecture = Architecture::kDeepseekV2;
   } else {
-    throw Error(fmt::format("unsupported model_type \"{}\"; hetmoe supports \"deepseek_v3\" and \"deepseek_v2\"",
-                            model_type),
-                {.path = source});
+    throw Error(
+        fmt::format("unsupported model_type \"{}\"; hetmoe supports \"deepseek_v3\" and \"deepseek_v2\"",
+                    model_type),
+        {.path = source});
   }
 
   ModelConfig c = defaults_for(architecture);
@@ -377,7 +380,8 @@ ModelConfig parse_model_config(std::string_view json_text, const std::string& so
 
   c.rms_norm_eps = f.number("rms_norm_eps", c.rms_norm_eps, 0.0, 1.0, true);
   c.rope_theta = f.number("rope_theta", c.rope_theta, 0.0, 1e12, true);
-  c.max_position_embeddings = f.integer("max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions);
+  c.max_position_embeddings =
+      f.integer("max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions);
   parse_rope(f, c);
 
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", c.tie_word_embeddings);
@@ -389,7 +393,8 @@ ModelConfig parse_model_config(std::string_view json_text, const std::string& so
   // Keys the engine does not implement: refuse them rather than compute something else.
   if (std::string act = f.string("hidden_act", "silu"); act != "silu")
     f.fail("hidden_act", fmt::format("is \"{}\"; hetmoe implements \"silu\" (SwiGLU) only", act));
-  if (f.boolean("attention_bias", false)) f.fail("attention_bias", "is true; hetmoe implements MLA without biases");
+  if (f.boolean("attention_bias", false))
+    f.fail("attention_bias", "is true; hetmoe implements MLA without biases");
 
   validate(f, c);
   return c;

@@ -51,8 +51,16 @@ class HeaderParser {
   bool boolean(bool value) { return scalar(value ? "true" : "false", Kind::kOther); }
   bool number_integer(int64_t value) { return scalar(std::to_string(value), Kind::kOther); }  // negative
   bool number_unsigned(uint64_t value) {
-    unsigned_value_ = value;
-    return scalar(std::to_string(value), Kind::kUnsigned);
+    switch (slot()) {  // the common case, without formatting the number
+      case Slot::kDim:
+        dims_.push_back(value);
+        return true;
+      case Slot::kOffset:
+        offsets_.push_back(value);
+        return true;
+      default:
+        return scalar(std::to_string(value), Kind::kOther);
+    }
   }
   bool number_float(double, const std::string& text) { return scalar(text, Kind::kOther); }
   bool string(std::string& value) { return scalar(value, Kind::kString); }
@@ -65,17 +73,22 @@ class HeaderParser {
     switch (stack_.back()) {
       case Frame::kRoot:
         in_metadata_ = key == "__metadata__";
-        if (in_metadata_) ++metadata_count_;
-        else name_ = key;
+        if (in_metadata_)
+          ++metadata_count_;
+        else
+          name_ = key;
         break;
-      case Frame::kMetadata: metadata_key_ = key; break;
+      case Frame::kMetadata:
+        metadata_key_ = key;
+        break;
       case Frame::kEntry:
-        field_ = key == "dtype" ? Field::kDtype
-                 : key == "shape" ? Field::kShape
+        field_ = key == "dtype"          ? Field::kDtype
+                 : key == "shape"        ? Field::kShape
                  : key == "data_offsets" ? Field::kOffsets
                                          : Field::kOther;
         break;
-      default: break;
+      default:
+        break;
     }
     return true;
   }
@@ -86,23 +99,39 @@ class HeaderParser {
  private:
   enum class Frame { kRoot, kMetadata, kEntry, kShape, kOffsets, kSkip };
   enum class Field { kDtype, kShape, kOffsets, kOther };
-  enum class Kind { kUnsigned, kString, kOther };
+  enum class Kind { kString, kOther };
   // What the next value is.
-  enum class Slot { kHeader, kMetadata, kEntry, kMetadataValue, kDtype, kShape, kOffsets, kDim, kOffset, kIgnored };
+  enum class Slot {
+    kHeader,
+    kMetadata,
+    kEntry,
+    kMetadataValue,
+    kDtype,
+    kShape,
+    kOffsets,
+    kDim,
+    kOffset,
+    kIgnored
+  };
 
   Slot slot() const {
     if (stack_.empty()) return Slot::kHeader;
     switch (stack_.back()) {
-      case Frame::kRoot: return in_metadata_ ? Slot::kMetadata : Slot::kEntry;
-      case Frame::kMetadata: return Slot::kMetadataValue;
+      case Frame::kRoot:
+        return in_metadata_ ? Slot::kMetadata : Slot::kEntry;
+      case Frame::kMetadata:
+        return Slot::kMetadataValue;
       case Frame::kEntry:
-        return field_ == Field::kDtype   ? Slot::kDtype
-               : field_ == Field::kShape ? Slot::kShape
+        return field_ == Field::kDtype     ? Slot::kDtype
+               : field_ == Field::kShape   ? Slot::kShape
                : field_ == Field::kOffsets ? Slot::kOffsets
                                            : Slot::kIgnored;
-      case Frame::kShape: return Slot::kDim;
-      case Frame::kOffsets: return Slot::kOffset;
-      case Frame::kSkip: return Slot::kIgnored;
+      case Frame::kShape:
+        return Slot::kDim;
+      case Frame::kOffsets:
+        return Slot::kOffset;
+      case Frame::kSkip:
+        return Slot::kIgnored;
     }
     return Slot::kIgnored;
   }
@@ -113,14 +142,18 @@ class HeaderParser {
 
   bool scalar(const std::string& text, Kind kind) {
     switch (slot()) {
-      case Slot::kHeader: fail("header is a JSON scalar (" + clip(text) + "), not an object", false);
+      case Slot::kHeader:
+        fail("header is a JSON scalar (" + clip(text) + "), not an object", false);
       case Slot::kMetadata:
-        if (text != "null" || kind != Kind::kOther) fail("__metadata__ is not an object: " + clip(text), false);
+        if (text != "null" || kind != Kind::kOther)
+          fail("__metadata__ is not an object: " + clip(text), false);
         return true;
-      case Slot::kEntry: fail("header entry is not an object: " + clip(text));
+      case Slot::kEntry:
+        fail("header entry is not an object: " + clip(text));
       case Slot::kMetadataValue:
         if (kind != Kind::kString)
-          fail(fmt::format("__metadata__ value of \"{}\" is not a string: {}", metadata_key_, clip(text)), false);
+          fail(fmt::format("__metadata__ value of \"{}\" is not a string: {}", metadata_key_, clip(text)),
+               false);
         metadata_[metadata_key_] = text;
         return true;
       case Slot::kDtype:
@@ -128,19 +161,16 @@ class HeaderParser {
         dtype_text_ = text;
         has_dtype_ = true;
         return true;
-      case Slot::kShape: fail("shape is not an array: " + clip(text));
-      case Slot::kOffsets: fail("data_offsets must be two non-negative integers, got " + clip(text));
+      case Slot::kShape:
+        fail("shape is not an array: " + clip(text));
+      case Slot::kOffsets:
+        fail("data_offsets must be two non-negative integers, got " + clip(text));
       case Slot::kDim:
-        if (kind != Kind::kUnsigned)
-          fail(fmt::format("shape holds {}, not a non-negative integer", clip(text)));
-        dims_.push_back(unsigned_value_);
-        return true;
+        fail(fmt::format("shape holds {}, not a non-negative integer", clip(text)));
       case Slot::kOffset:
-        if (kind != Kind::kUnsigned)
-          fail(fmt::format("data_offsets must be two non-negative integers, got {}", clip(text)));
-        offsets_.push_back(unsigned_value_);
+        fail(fmt::format("data_offsets must be two non-negative integers, got {}", clip(text)));
+      case Slot::kIgnored:
         return true;
-      case Slot::kIgnored: return true;
     }
     return true;
   }
@@ -163,8 +193,10 @@ class HeaderParser {
         stack_.push_back(Frame::kEntry);
         return true;
       case Slot::kMetadataValue:
-        fail(fmt::format("__metadata__ value of \"{}\" is not a string: it is {}", metadata_key_, what), false);
-      case Slot::kDtype: fail(fmt::format("dtype is not a string: it is {}", what));
+        fail(fmt::format("__metadata__ value of \"{}\" is not a string: it is {}", metadata_key_, what),
+             false);
+      case Slot::kDtype:
+        fail(fmt::format("dtype is not a string: it is {}", what));
       case Slot::kShape:
         if (object) fail("shape is not an array: it is an object");
         dims_.clear();
@@ -177,9 +209,13 @@ class HeaderParser {
         has_offsets_ = true;
         stack_.push_back(Frame::kOffsets);
         return true;
-      case Slot::kDim: fail(fmt::format("shape holds {}, not a non-negative integer", what));
-      case Slot::kOffset: fail(fmt::format("data_offsets must be two non-negative integers, got {}", what));
-      case Slot::kIgnored: stack_.push_back(Frame::kSkip); return true;
+      case Slot::kDim:
+        fail(fmt::format("shape holds {}, not a non-negative integer", what));
+      case Slot::kOffset:
+        fail(fmt::format("data_offsets must be two non-negative integers, got {}", what));
+      case Slot::kIgnored:
+        stack_.push_back(Frame::kSkip);
+        return true;
     }
     return true;
   }
@@ -214,13 +250,15 @@ class HeaderParser {
                        kMaxDims));
     uint64_t numel = 1;
     for (uint64_t size : dims_) {
-      if (size > uint64_t(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(numel, size, &numel) ||
+      if (size > uint64_t(std::numeric_limits<int64_t>::max()) ||
+          __builtin_mul_overflow(numel, size, &numel) ||
           numel > uint64_t(std::numeric_limits<int64_t>::max()))
         fail(fmt::format("shape {} overflows 64 bits", shape_text()));
       info.shape.dims[size_t(info.shape.rank++)] = int64_t(size);
     }
     std::optional<uint64_t> nbytes = dtype_bytes(info.dtype, numel);
-    if (!nbytes) fail(fmt::format("shape {} of {} overflows 64 bits in bytes", shape_text(), dtype_name(info.dtype)));
+    if (!nbytes)
+      fail(fmt::format("shape {} of {} overflows 64 bits in bytes", shape_text(), dtype_name(info.dtype)));
 
     if (!has_offsets_) fail("header entry has no data_offsets");
     if (offsets_.size() != 2)
@@ -230,11 +268,12 @@ class HeaderParser {
     if (info.data_begin > info.data_end)
       fail(fmt::format("data_offsets [{}, {}] begin after they end", info.data_begin, info.data_end));
     if (info.data_end > buffer_bytes_)
-      fail(fmt::format("data_offsets [{}, {}] run past the data buffer of {} bytes", info.data_begin, info.data_end,
-                       buffer_bytes_));
+      fail(fmt::format("data_offsets [{}, {}] run past the data buffer of {} bytes", info.data_begin,
+                       info.data_end, buffer_bytes_));
     if (info.nbytes() != *nbytes)
-      fail(fmt::format("data_offsets [{}, {}] hold {} bytes but {} {} needs {}", info.data_begin, info.data_end,
-                       info.nbytes(), dtype_name(info.dtype), info.shape.to_string(), *nbytes));
+      fail(fmt::format("data_offsets [{}, {}] hold {} bytes but {} {} needs {}", info.data_begin,
+                       info.data_end, info.nbytes(), dtype_name(info.dtype), info.shape.to_string(),
+                       *nbytes));
     tensors_.push_back(std::move(info));
   }
 
@@ -258,7 +297,6 @@ class HeaderParser {
   std::string dtype_text_;
   std::vector<uint64_t> dims_;
   std::vector<uint64_t> offsets_;
-  uint64_t unsigned_value_ = 0;
 };
 
 }  // namespace
@@ -270,7 +308,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     throw Error(fmt::format("cannot open: {}", std::strerror(errno)),
                 {.path = where, .hint = errno == ENOENT ? "check the path" : "check the file's permissions"});
   struct stat status {};
-  if (::fstat(fd.fd, &status) != 0) throw Error(fmt::format("cannot stat: {}", std::strerror(errno)), {.path = where});
+  if (::fstat(fd.fd, &status) != 0)
+    throw Error(fmt::format("cannot stat: {}", std::strerror(errno)), {.path = where});
   if (!S_ISREG(status.st_mode)) throw Error("not a regular file", {.path = where});
   const uint64_t file_size = uint64_t(status.st_size);
   if (file_size < 8)
@@ -281,7 +320,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   file->path_ = path;
   file->file_size_ = file_size;
   void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_SHARED, fd.fd, 0);
-  if (mapping == MAP_FAILED) throw Error(fmt::format("cannot mmap: {}", std::strerror(errno)), {.path = where});
+  if (mapping == MAP_FAILED)
+    throw Error(fmt::format("cannot mmap: {}", std::strerror(errno)), {.path = where});
   file->mapping_ = mapping;  // unmapped by the destructor from here on
   const auto* bytes = static_cast<const uint8_t*>(mapping);
 
@@ -291,15 +331,17 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     throw Error(fmt::format("header length {} exceeds the limit of {} bytes", header_bytes, kMaxHeaderBytes),
                 {.path = where, .hint = kHint});
   if (header_bytes > file_size - 8)
-    throw Error(fmt::format("header length {} runs past the end of the file ({} bytes)", header_bytes, file_size),
-                {.path = where, .hint = "the file is truncated or corrupt; re-download it"});
+    throw Error(
+        fmt::format("header length {} runs past the end of the file ({} bytes)", header_bytes, file_size),
+        {.path = where, .hint = "the file is truncated or corrupt; re-download it"});
   file->data_offset_ = 8 + header_bytes;
   const uint64_t buffer_bytes = file_size - file->data_offset_;
 
   HeaderParser parser(where, buffer_bytes, file->tensors_, file->metadata_);
   const char* text = reinterpret_cast<const char*>(bytes + 8);
   json::sax_parse(text, text + header_bytes, &parser);  // throws on any error
-  if (parser.saw_metadata_twice()) throw Error("header has two __metadata__ entries", {.path = where, .hint = kHint});
+  if (parser.saw_metadata_twice())
+    throw Error("header has two __metadata__ entries", {.path = where, .hint = kHint});
 
   // File order; names unique; then the tensors must tile the buffer exactly (no overlap, gap or tail).
   std::sort(file->tensors_.begin(), file->tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
@@ -307,7 +349,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   });
   for (size_t i = 0; i < file->tensors_.size(); ++i)
     if (!file->by_name_.emplace(file->tensors_[i].name, i).second)
-      throw Error("header names the tensor twice", {.path = where, .tensor = file->tensors_[i].name, .hint = kHint});
+      throw Error("header names the tensor twice",
+                  {.path = where, .tensor = file->tensors_[i].name, .hint = kHint});
   uint64_t covered = 0;
   const TensorInfo* previous = nullptr;
   for (const TensorInfo& tensor : file->tensors_) {

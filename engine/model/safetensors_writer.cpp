@@ -33,13 +33,14 @@ struct SafetensorsWriter::Impl {
   uint64_t data_bytes = 0;  // sum of declared tensor sizes
 
   bool durable = true;
-  bool started = false;   // header built and the temporary file open
+  bool started = false;  // header built and the temporary file open
   bool finished = false;
+  bool failed = false;  // an I/O error happened: the temporary file is unusable
   int fd = -1;
-  std::string header;     // padded header JSON, built on start()
+  std::string header;  // padded header JSON, built on start()
   std::unique_ptr<uint8_t[]> buffer;
   uint64_t buffered = 0;
-  uint64_t written = 0;   // data bytes accepted so far
+  uint64_t written = 0;  // data bytes accepted so far
 
   Error error(const std::string& what, const std::string& tensor = {}, const std::string& hint = {}) const {
     return Error(what, {.path = path.string(), .tensor = tensor, .hint = hint});
@@ -154,7 +155,8 @@ void SafetensorsWriter::declare(const std::string& name, DType dtype, const Shap
   if (dtype == DType::kI4) throw w.error("I4 has no safetensors dtype", name);
   uint64_t numel = 1;
   for (int axis = 0; axis < shape.rank; ++axis) {
-    if (shape[axis] < 0) throw w.error(fmt::format("negative dimension in shape {}", shape.to_string()), name);
+    if (shape[axis] < 0)
+      throw w.error(fmt::format("negative dimension in shape {}", shape.to_string()), name);
     if (__builtin_mul_overflow(numel, uint64_t(shape[axis]), &numel))
       throw w.error(fmt::format("shape {} overflows 64 bits", shape.to_string()), name);
   }
@@ -162,36 +164,47 @@ void SafetensorsWriter::declare(const std::string& name, DType dtype, const Shap
   uint64_t end = 0;
   if (!nbytes || __builtin_add_overflow(w.data_bytes, *nbytes, &end))
     throw w.error(fmt::format("shape {} overflows 64 bits in bytes", shape.to_string()), name);
-  w.tensors.push_back(TensorInfo{.name = name, .dtype = dtype, .shape = shape, .data_begin = w.data_bytes,
-                                 .data_end = end});
+  w.tensors.push_back(
+      TensorInfo{.name = name, .dtype = dtype, .shape = shape, .data_begin = w.data_bytes, .data_end = end});
   w.data_bytes = end;
 }
 
 void SafetensorsWriter::write(const void* bytes, uint64_t count) {
   Impl& w = *impl_;
   if (w.finished) throw w.error("write() after finish()");
+  if (w.failed) throw w.error("write() after an earlier write failed");
   if (count > w.data_bytes - w.written) {
     const size_t index = w.current_tensor();
     throw w.error(fmt::format("write of {} bytes overflows the declared tensors: only {} bytes remain", count,
                               w.data_bytes - w.written),
-                  index < w.tensors.size() ? w.tensors[index].name : w.tensors.empty() ? "" : w.tensors.back().name);
+                  index < w.tensors.size() ? w.tensors[index].name
+                  : w.tensors.empty()      ? ""
+                                           : w.tensors.back().name);
   }
   if (count == 0) return;  // `bytes` may be null (an empty vector's data())
-  if (!w.started) w.start();
-  w.append(static_cast<const uint8_t*>(bytes), count);
+  try {
+    if (!w.started) w.start();
+    w.append(static_cast<const uint8_t*>(bytes), count);
+  } catch (...) {
+    w.failed = true;
+    throw;
+  }
   w.written += count;
 }
 
 void SafetensorsWriter::finish() {
   Impl& w = *impl_;
   if (w.finished) return;
+  if (w.failed) throw w.error("finish() after a write failed");
   if (w.written != w.data_bytes) {
     const size_t index = w.current_tensor();
     const TensorInfo& tensor = w.tensors[index];
-    throw w.error(fmt::format("finish() before all data arrived: {} of {} bytes written; this tensor has {} of {}",
-                              w.written, w.data_bytes, w.written - tensor.data_begin, tensor.nbytes()),
-                  tensor.name);
+    throw w.error(
+        fmt::format("finish() before all data arrived: {} of {} bytes written; this tensor has {} of {}",
+                    w.written, w.data_bytes, w.written - tensor.data_begin, tensor.nbytes()),
+        tensor.name);
   }
+  w.failed = true;            // until the rename succeeds
   if (!w.started) w.start();  // no data at all (only empty tensors, or none)
   w.flush();
   if (w.durable && ::fdatasync(w.fd) != 0)
@@ -202,8 +215,9 @@ void SafetensorsWriter::finish() {
   }
   w.fd = -1;
   if (::rename(w.tmp_path.c_str(), w.path.c_str()) != 0)
-    throw w.error(fmt::format("cannot rename {} into place: {}", w.tmp_path.filename().string(),
-                              std::strerror(errno)));
+    throw w.error(
+        fmt::format("cannot rename {} into place: {}", w.tmp_path.filename().string(), std::strerror(errno)));
+  w.failed = false;
   w.finished = true;
   w.buffer.reset();
 }
@@ -214,6 +228,8 @@ uint64_t SafetensorsWriter::total_bytes() const {
   return 8 + header + w.data_bytes;
 }
 
-void SafetensorsWriter::set_durable(bool durable) { impl_->durable = durable; }
+void SafetensorsWriter::set_durable(bool durable) {
+  impl_->durable = durable;
+}
 
 }  // namespace hetmoe

@@ -66,7 +66,9 @@ void write_file(const fs::path& path, const std::vector<Tensor>& tensors) {
   writer.finish();
 }
 
-void write_json(const fs::path& path, const json& value) { std::ofstream(path) << value.dump(2); }
+void write_json(const fs::path& path, const json& value) {
+  std::ofstream(path) << value.dump(2);
+}
 
 std::string open_error(const fs::path& directory) {
   try {
@@ -89,8 +91,10 @@ struct ShardedCheckpoint {
       std::vector<Tensor> tensors;
       for (int layer = 0; layer < 4; ++layer) {
         const std::string prefix = "model.layers." + std::to_string(shard * 4 + layer) + ".";
-        tensors.push_back(random_tensor(prefix + "mlp.up_proj.weight", DType::kF8E4M3, Shape{16, 24}, seed++));
-        tensors.push_back(random_tensor(prefix + "mlp.up_proj.weight_scale_inv", DType::kF32, Shape{1, 1}, seed++));
+        tensors.push_back(
+            random_tensor(prefix + "mlp.up_proj.weight", DType::kF8E4M3, Shape{16, 24}, seed++));
+        tensors.push_back(
+            random_tensor(prefix + "mlp.up_proj.weight_scale_inv", DType::kF32, Shape{1, 1}, seed++));
         tensors.push_back(random_tensor(prefix + "input_layernorm.weight", DType::kBF16, Shape{24}, seed++));
       }
       shards.push_back(std::move(tensors));
@@ -112,7 +116,9 @@ TEST(Checkpoint, OpensShardsThroughTheIndex) {
   ShardedCheckpoint model;
   model.write();
   auto checkpoint = Checkpoint::open(model.dir.path());
-  EXPECT_EQ(checkpoint->files().size(), 3u);
+  ASSERT_EQ(checkpoint->files().size(), 3u);
+  for (size_t shard = 0; shard < 3; ++shard)  // in shard-name order
+    EXPECT_EQ(checkpoint->files()[shard]->path().filename(), ShardedCheckpoint::shard_name(shard));
   EXPECT_EQ(checkpoint->tensors().size(), 36u);
   for (size_t shard = 0; shard < model.shards.size(); ++shard) {
     for (const Tensor& tensor : model.shards[shard]) {
@@ -266,11 +272,12 @@ TEST(Checkpoint, RejectsWrongScales) {
   other.name = "noscale";
   Tensor bf16_scaled = weight;
   bf16_scaled.name = "bf16scale";
-  write_file(dir / "model.safetensors",
-             {weight, tensor_of("w_scale_inv", DType::kF32, Shape{2, 2}, std::vector<float>(4, 1.0f)), other,
-              bf16_scaled, tensor_of("bf16scale_scale_inv", DType::kBF16, Shape{2, 3}, std::vector<uint16_t>(6)),
-              random_tensor("ids", DType::kI64, Shape{3}, 1),
-              random_tensor("cube", DType::kF8E4M3, Shape{2, 2, 2}, 2)});
+  write_file(
+      dir / "model.safetensors",
+      {weight, tensor_of("w_scale_inv", DType::kF32, Shape{2, 2}, std::vector<float>(4, 1.0f)), other,
+       bf16_scaled, tensor_of("bf16scale_scale_inv", DType::kBF16, Shape{2, 3}, std::vector<uint16_t>(6)),
+       random_tensor("ids", DType::kI64, Shape{3}, 1),
+       random_tensor("cube", DType::kF8E4M3, Shape{2, 2, 2}, 2)});
   auto checkpoint = Checkpoint::open(dir.path());
   auto message = [&](const std::string& name, int64_t block = 128) {
     try {
@@ -284,7 +291,8 @@ TEST(Checkpoint, RejectsWrongScales) {
       << message("w");
   EXPECT_NE(message("w").find("expected [2, 3]"), std::string::npos) << message("w");
   EXPECT_NE(message("w", 64).find("expected [4, 5]"), std::string::npos) << message("w", 64);
-  EXPECT_NE(message("noscale").find("no scale tensor 'noscale_scale_inv'"), std::string::npos) << message("noscale");
+  EXPECT_NE(message("noscale").find("no scale tensor 'noscale_scale_inv'"), std::string::npos)
+      << message("noscale");
   EXPECT_NE(message("bf16scale").find("expected F32"), std::string::npos) << message("bf16scale");
   EXPECT_NE(message("ids").find("cannot be loaded as float"), std::string::npos) << message("ids");
   EXPECT_NE(message("cube").find("2-D"), std::string::npos) << message("cube");
@@ -300,9 +308,10 @@ TEST(Checkpoint, ConvertsBf16F16F32) {
     f16.push_back(fp16_from_float(value));
   }
   // A 1-byte tensor first makes the next ones start at odd offsets: load_float must cope.
-  write_file(dir / "model.safetensors",
-             {random_tensor("pad", DType::kU8, Shape{1}, 1), tensor_of("bf16", DType::kBF16, Shape{2, 3}, bf16),
-              tensor_of("f16", DType::kF16, Shape{6}, f16), tensor_of("f32", DType::kF32, Shape{3, 2}, values)});
+  write_file(
+      dir / "model.safetensors",
+      {random_tensor("pad", DType::kU8, Shape{1}, 1), tensor_of("bf16", DType::kBF16, Shape{2, 3}, bf16),
+       tensor_of("f16", DType::kF16, Shape{6}, f16), tensor_of("f32", DType::kF32, Shape{3, 2}, values)});
   auto checkpoint = Checkpoint::open(dir.path());
   const auto got_bf16 = checkpoint->load_float("bf16");
   const auto got_f16 = checkpoint->load_float("f16");

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include "engine/core/error.h"
 
@@ -142,7 +142,8 @@ TEST(ModelConfig, AcceptsRopeParametersSpelling) {
 }
 
 TEST(ModelConfig, LoadsFromFolder) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hetmoe_config_test_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hetmoe_config_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(kConfigs / "deepseek-v3-r1.config.json", dir / "config.json",
                              std::filesystem::copy_options::overwrite_existing);
@@ -229,8 +230,10 @@ TEST(ModelConfig, RejectsBadValuesNamingTheKey) {
     json text = base;
     text[test.key] = test.value;
     const std::string message = parse_error(text);
-    EXPECT_NE(message.find(test.key), std::string::npos) << test.key << " = " << test.value << ": " << message;
-    EXPECT_NE(message.find(test.expect), std::string::npos) << test.key << " = " << test.value << ": " << message;
+    EXPECT_NE(message.find(test.key), std::string::npos)
+        << test.key << " = " << test.value << ": " << message;
+    EXPECT_NE(message.find(test.expect), std::string::npos)
+        << test.key << " = " << test.value << ": " << message;
   }
   EXPECT_NE(parse_error(json::array()).find("JSON object"), std::string::npos);
   try {

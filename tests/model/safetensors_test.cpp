@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/error.h"
@@ -83,7 +84,8 @@ void write_file(const fs::path& path, const std::vector<Tensor>& tensors, size_t
     writer.declare(tensor.name, tensor.dtype, tensor.shape);
     all.insert(all.end(), tensor.bytes.begin(), tensor.bytes.end());
   }
-  for (size_t at = 0; at < all.size(); at += chunk) writer.write(all.data() + at, std::min(chunk, all.size() - at));
+  for (size_t at = 0; at < all.size(); at += chunk)
+    writer.write(all.data() + at, std::min(chunk, all.size() - at));
   const uint64_t expected_size = writer.total_bytes();
   writer.finish();
   EXPECT_EQ(fs::file_size(path), expected_size);
@@ -111,7 +113,9 @@ void expect_tensors(const SafetensorsFile& file, const std::vector<Tensor>& tens
     EXPECT_EQ(info.dtype, tensors[i].dtype);
     EXPECT_EQ(info.shape, tensors[i].shape);
     ASSERT_EQ(info.nbytes(), tensors[i].bytes.size());
-    if (info.nbytes() > 0) EXPECT_EQ(std::memcmp(file.data(info), tensors[i].bytes.data(), info.nbytes()), 0);
+    if (info.nbytes() > 0) {
+      EXPECT_EQ(std::memcmp(file.data(info), tensors[i].bytes.data(), info.nbytes()), 0);
+    }
     EXPECT_EQ(file.find(info.name), &info);
     const TensorView view = file.view(info);
     EXPECT_EQ(view.dtype(), info.dtype);
@@ -130,7 +134,8 @@ TEST(Safetensors, RoundTripsMixedDtypes) {
     EXPECT_FALSE(fs::exists(dir / "mixed.safetensors.tmp"));
     auto file = SafetensorsFile::open(path);
     expect_tensors(*file, tensors);
-    EXPECT_EQ(file->metadata(), (std::map<std::string, std::string>{{"format", "pt"}, {"source", "hetmoe test"}}));
+    EXPECT_EQ(file->metadata(),
+              (std::map<std::string, std::string>{{"format", "pt"}, {"source", "hetmoe test"}}));
     EXPECT_EQ(file->data_offset() % 8, 0u);  // header padded with spaces
     EXPECT_EQ(file->file_size(), fs::file_size(path));
     EXPECT_EQ(file->find("absent"), nullptr);
@@ -247,6 +252,22 @@ TEST(Safetensors, WriterRejectsMisuse) {
   EXPECT_FALSE(fs::exists(dir / "w.safetensors.tmp"));
   EXPECT_FALSE(fs::exists(path));
 
+  // A folder that does not exist: the first write fails, naming the temporary file, and so
+  // does every later call.
+  {
+    SafetensorsWriter writer(dir / "absent" / "x.safetensors");
+    writer.declare("a", DType::kU8, Shape{4});
+    const uint8_t four[4] = {1, 2, 3, 4};
+    try {
+      writer.write(four, 4);
+      FAIL() << "expected an error";
+    } catch (const Error& error) {
+      EXPECT_NE(error.context().path.find("x.safetensors.tmp"), std::string::npos) << error.what();
+    }
+    EXPECT_THROW(writer.write(four, 4), Error);
+    EXPECT_THROW(writer.finish(), Error);
+  }
+
   // No tensors at all is still a valid file, and so is one holding only empty tensors.
   {
     SafetensorsWriter writer(path);
@@ -272,7 +293,8 @@ struct Malformed {
 
 std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
                   const std::string& offsets) {
-  return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":" + offsets + "}";
+  return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":" + offsets +
+         "}";
 }
 
 std::vector<Malformed> malformed_files() {
@@ -286,9 +308,12 @@ std::vector<Malformed> malformed_files() {
   cases.push_back({"invalid UTF-8", raw_file("{\"\xff\xfe\":{}}", 0), "not valid JSON", ""});
   cases.push_back({"JSON not an object", raw_file("[1, 2, 3]", 0), "not an object", ""});
   cases.push_back({"entry not an object", raw_file("{\"a\": 5}", 0), "not an object", "a"});
-  cases.push_back({"missing dtype", raw_file("{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1), "no dtype", "a"});
-  cases.push_back({"missing shape", raw_file("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1), "no shape", "a"});
-  cases.push_back({"missing data_offsets", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1), "no data_offsets", "a"});
+  cases.push_back(
+      {"missing dtype", raw_file("{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1), "no dtype", "a"});
+  cases.push_back(
+      {"missing shape", raw_file("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1), "no shape", "a"});
+  cases.push_back({"missing data_offsets", raw_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1),
+                   "no data_offsets", "a"});
   cases.push_back({"data_offsets not a pair", raw_file("{" + entry("a", "U8", "[1]", "[0]") + "}", 1),
                    "two non-negative integers", "a"});
   cases.push_back({"data_offsets negative", raw_file("{" + entry("a", "U8", "[1]", "[-1,0]") + "}", 1),
@@ -297,22 +322,26 @@ std::vector<Malformed> malformed_files() {
                    "run past the data buffer", "a"});
   cases.push_back({"begin after end", raw_file("{" + entry("a", "U8", "[4]", "[8,4]") + "}", 8),
                    "begin after they end", "a"});
-  cases.push_back({"overlapping tensors",
-                   raw_file("{" + entry("a", "U8", "[8]", "[0,8]") + "," + entry("b", "U8", "[8]", "[4,12]") + "}", 12),
-                   "overlap tensor 'a'", "b"});
-  cases.push_back({"gap between tensors",
-                   raw_file("{" + entry("a", "U8", "[4]", "[0,4]") + "," + entry("b", "U8", "[4]", "[8,12]") + "}", 12),
-                   "4 unused bytes", "b"});
-  cases.push_back({"gap at the start", raw_file("{" + entry("a", "U8", "[4]", "[4,8]") + "}", 8), "unused bytes", "a"});
+  cases.push_back(
+      {"overlapping tensors",
+       raw_file("{" + entry("a", "U8", "[8]", "[0,8]") + "," + entry("b", "U8", "[8]", "[4,12]") + "}", 12),
+       "overlap tensor 'a'", "b"});
+  cases.push_back(
+      {"gap between tensors",
+       raw_file("{" + entry("a", "U8", "[4]", "[0,4]") + "," + entry("b", "U8", "[4]", "[8,12]") + "}", 12),
+       "4 unused bytes", "b"});
+  cases.push_back(
+      {"gap at the start", raw_file("{" + entry("a", "U8", "[4]", "[4,8]") + "}", 8), "unused bytes", "a"});
   cases.push_back({"bytes after the last tensor", raw_file("{" + entry("a", "U8", "[4]", "[0,4]") + "}", 9),
                    "cover 4 of the 9 data bytes", ""});
   cases.push_back({"shape x dtype != length", raw_file("{" + entry("a", "F32", "[3]", "[0,8]") + "}", 8),
                    "needs 12", "a"});
   cases.push_back({"unknown dtype", raw_file("{" + entry("a", "F7", "[1]", "[0,1]") + "}", 1),
                    "unknown dtype \"F7\"", "a"});
-  cases.push_back({"hetmoe-only dtype", raw_file("{" + entry("a", "I4", "[2]", "[0,1]") + "}", 1),
-                   "unknown dtype", "a"});
-  cases.push_back({"dtype not a string", raw_file("{\"a\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,1]}}", 1),
+  cases.push_back(
+      {"hetmoe-only dtype", raw_file("{" + entry("a", "I4", "[2]", "[0,1]") + "}", 1), "unknown dtype", "a"});
+  cases.push_back({"dtype not a string",
+                   raw_file("{\"a\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,1]}}", 1),
                    "dtype is not a string", "a"});
   cases.push_back({"negative dimension", raw_file("{" + entry("a", "U8", "[-3]", "[0,0]") + "}", 0),
                    "not a non-negative integer", "a"});
@@ -321,22 +350,24 @@ std::vector<Malformed> malformed_files() {
   cases.push_back({"shape not an array", raw_file("{" + entry("a", "U8", "4", "[0,4]") + "}", 4),
                    "shape is not an array", "a"});
   cases.push_back({"shape product overflows 64 bits",
-                   raw_file("{" + entry("a", "U8", "[4294967296,4294967296]", "[0,0]") + "}", 0), "overflows 64 bits",
-                   "a"});
+                   raw_file("{" + entry("a", "U8", "[4294967296,4294967296]", "[0,0]") + "}", 0),
+                   "overflows 64 bits", "a"});
   cases.push_back({"dimension above int64",
-                   raw_file("{" + entry("a", "U8", "[18446744073709551615]", "[0,0]") + "}", 0), "overflows 64 bits",
-                   "a"});
+                   raw_file("{" + entry("a", "U8", "[18446744073709551615]", "[0,0]") + "}", 0),
+                   "overflows 64 bits", "a"});
   cases.push_back({"bytes overflow 64 bits",
                    raw_file("{" + entry("a", "F32", "[4611686018427387904]", "[0,0]") + "}", 0),
                    "overflows 64 bits in bytes", "a"});
-  cases.push_back({"rank above 4", raw_file("{" + entry("a", "U8", "[1,1,1,1,1]", "[0,1]") + "}", 1), "rank 5", "a"});
-  cases.push_back({"duplicate tensor",
-                   raw_file("{" + entry("a", "U8", "[1]", "[0,1]") + "," + entry("a", "U8", "[1]", "[1,2]") + "}", 2),
-                   "names the tensor twice", "a"});
+  cases.push_back(
+      {"rank above 4", raw_file("{" + entry("a", "U8", "[1,1,1,1,1]", "[0,1]") + "}", 1), "rank 5", "a"});
+  cases.push_back(
+      {"duplicate tensor",
+       raw_file("{" + entry("a", "U8", "[1]", "[0,1]") + "," + entry("a", "U8", "[1]", "[1,2]") + "}", 2),
+       "names the tensor twice", "a"});
   cases.push_back({"non-string metadata", raw_file("{\"__metadata__\":{\"format\":1}}", 0),
                    "__metadata__ value of \"format\" is not a string", ""});
-  cases.push_back({"metadata not an object", raw_file("{\"__metadata__\":[\"pt\"]}", 0), "__metadata__ is not an object",
-                   ""});
+  cases.push_back({"metadata not an object", raw_file("{\"__metadata__\":[\"pt\"]}", 0),
+                   "__metadata__ is not an object", ""});
   return cases;
 }
 
@@ -359,6 +390,42 @@ TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
   }
 }
 
+// Every truncation and many random corruptions of a valid file: each opens or throws
+// hetmoe::Error, never anything else (run under ASan/UBSan to catch out-of-bounds reads).
+TEST(Safetensors, SurvivesTruncationAndCorruption) {
+  TempDir dir;
+  const fs::path good = dir / "good.safetensors";
+  write_file(good, mixed_tensors(), 1 << 20, {{"format", "pt"}});
+  const std::vector<uint8_t> bytes = read_bytes(good);
+  const fs::path bad = dir / "bad.safetensors";
+  // Shrink one file step by step and rewrite it in place: truncating a file to zero and refilling
+  // it makes ext4 flush it to disk each time (auto_da_alloc), which would make this test crawl.
+  write_bytes(bad, bytes);
+  for (size_t length = bytes.size(); length-- > 0;) {
+    fs::resize_file(bad, length);
+    EXPECT_THROW(SafetensorsFile::open(bad), Error) << "truncated to " << length;
+  }
+  write_bytes(bad, bytes);
+  std::mt19937 rng(42);
+  constexpr std::string_view kJsonBytes = "{}[]\",:0123456789-e. ";
+  const uint64_t header_end = SafetensorsFile::open(good)->data_offset();
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<uint8_t> corrupt = bytes;
+    for (int flips = 1 + int(rng() % 3); flips > 0; --flips) {
+      const size_t at = rng() % header_end;
+      corrupt[at] = (rng() % 2) ? uint8_t(rng()) : uint8_t(kJsonBytes[rng() % kJsonBytes.size()]);
+    }
+    std::fstream(bad, std::ios::in | std::ios::out | std::ios::binary)
+        .write(reinterpret_cast<const char*>(corrupt.data()), std::streamsize(corrupt.size()));
+    try {
+      SafetensorsFile::open(bad);
+    } catch (const Error&) {
+    } catch (const std::exception& other) {
+      ADD_FAILURE() << "trial " << trial << ": not a hetmoe::Error: " << other.what();
+    }
+  }
+}
+
 TEST(Safetensors, RejectsWhatIsNotARegularFile) {
   TempDir dir;
   EXPECT_THROW(SafetensorsFile::open(dir / "absent.safetensors"), Error);
@@ -370,8 +437,9 @@ TEST(Safetensors, ToleratesTrailingSpacesAndUnalignedHeaders) {
   // Header length 59: not a multiple of 8, and trailing whitespace of several kinds.
   for (const std::string padding : {"", "   ", " \n\t  \r\n "}) {
     SCOPED_TRACE(padding.size());
-    const std::string header = "{" + entry("x", "U8", "[3]", "[0,3]") + "," + entry("s", "F32", "[]", "[3,7]") + "," +
-                               entry("e", "BF16", "[0]", "[7,7]") + "}" + padding;
+    const std::string header = "{" + entry("x", "U8", "[3]", "[0,3]") + "," +
+                               entry("s", "F32", "[]", "[3,7]") + "," + entry("e", "BF16", "[0]", "[7,7]") +
+                               "}" + padding;
     write_bytes(dir / "t.safetensors", raw_file(header, 7));
     auto file = SafetensorsFile::open(dir / "t.safetensors");
     ASSERT_EQ(file->tensors().size(), 3u);

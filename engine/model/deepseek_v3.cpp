@@ -11,7 +11,9 @@
 namespace hetmoe {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 std::string dims_error(const std::string& what) {
   return "config.json cannot describe a DeepSeek model: " + what;
@@ -31,10 +33,9 @@ void check_config(const ModelConfig& c) {
   positive(c.qk_rope_head_dim, "qk_rope_head_dim");
   positive(c.v_head_dim, "v_head_dim");
   check(c.q_lora_rank >= 0, dims_error("q_lora_rank must be >= 0 or null"), context);
-  check(c.n_routed_experts >= 0 && c.n_shared_experts >= 0,
-        dims_error("expert counts must be >= 0"), context);
-  check(c.num_nextn_predict_layers >= 0, dims_error("num_nextn_predict_layers must be >= 0"),
+  check(c.n_routed_experts >= 0 && c.n_shared_experts >= 0, dims_error("expert counts must be >= 0"),
         context);
+  check(c.num_nextn_predict_layers >= 0, dims_error("num_nextn_predict_layers must be >= 0"), context);
   bool any_dense = false, any_moe = false;
   for (int64_t layer = 0; layer < c.num_hidden_layers + c.num_nextn_predict_layers; ++layer)
     (c.is_moe_layer(layer) ? any_moe : any_dense) = true;
@@ -45,13 +46,18 @@ void check_config(const ModelConfig& c) {
           dims_error(fmt::format("num_experts_per_tok {} must be in 1..n_routed_experts ({})",
                                  c.num_experts_per_tok, c.n_routed_experts)),
           context);
-    check(c.n_group >= 1 && c.n_routed_experts % c.n_group == 0,
-          dims_error(fmt::format("n_group {} must divide n_routed_experts {}", c.n_group,
-                                 c.n_routed_experts)),
-          context);
+    check(
+        c.n_group >= 1 && c.n_routed_experts % c.n_group == 0,
+        dims_error(fmt::format("n_group {} must divide n_routed_experts {}", c.n_group, c.n_routed_experts)),
+        context);
     check(c.topk_group >= 1 && c.topk_group <= c.n_group,
-          dims_error(fmt::format("topk_group {} must be in 1..n_group ({})", c.topk_group,
-                                 c.n_group)),
+          dims_error(fmt::format("topk_group {} must be in 1..n_group ({})", c.topk_group, c.n_group)),
+          context);
+    check(c.num_experts_per_tok <= c.topk_group * (c.n_routed_experts / c.n_group),
+          dims_error(fmt::format("num_experts_per_tok {} exceeds the {} experts in the topk_group "
+                                 "{} groups kept of {} experts each",
+                                 c.num_experts_per_tok, c.topk_group * (c.n_routed_experts / c.n_group),
+                                 c.topk_group, c.n_routed_experts / c.n_group)),
           context);
   }
   if (c.quantization.present) {
@@ -64,26 +70,25 @@ void check_config(const ModelConfig& c) {
 // linear(), which makes it F8_E4M3 + F32 scale when the config is quantised.
 class InventoryWriter {
  public:
-  InventoryWriter(const ModelConfig& config, std::vector<TensorSpec>& out)
-      : c_(config), out_(out) {}
+  InventoryWriter(const ModelConfig& config, std::vector<TensorSpec>& out) : c_(config), out_(out) {}
 
-  void add(std::string name, DType dtype, Shape shape, TensorGroup group, TensorRole role,
-           int64_t layer = -1, int64_t expert = -1) {
+  void add(std::string name, DType dtype, Shape shape, TensorGroup group, TensorRole role, int64_t layer = -1,
+           int64_t expert = -1) {
     if (layer >= c_.num_hidden_layers) group = TensorGroup::kMtp;
     out_.push_back(TensorSpec{std::move(name), dtype, shape, group, role, layer, expert});
   }
 
   // A projection [out, in] inside a layer: FP8 with a block scale when quantised.
-  void linear(const std::string& name, int64_t rows, int64_t cols, TensorGroup group,
-              int64_t layer, int64_t expert = -1) {
+  void linear(const std::string& name, int64_t rows, int64_t cols, TensorGroup group, int64_t layer,
+              int64_t expert = -1) {
     if (!c_.quantization.present) {
       add(name, DType::kBF16, {rows, cols}, group, TensorRole::kLinear, layer, expert);
       return;
     }
     add(name, DType::kF8E4M3, {rows, cols}, group, TensorRole::kLinear, layer, expert);
     add(name + "_scale_inv", DType::kF32,
-        {ceil_div(rows, c_.quantization.block_rows), ceil_div(cols, c_.quantization.block_cols)},
-        group, TensorRole::kScale, layer, expert);
+        {ceil_div(rows, c_.quantization.block_rows), ceil_div(cols, c_.quantization.block_cols)}, group,
+        TensorRole::kScale, layer, expert);
   }
 
   void norm(const std::string& name, int64_t size, int64_t layer) {
@@ -106,16 +111,15 @@ class InventoryWriter {
     if (c_.q_lora_rank > 0) {
       linear(p + "self_attn.q_a_proj.weight", c_.q_lora_rank, hidden, attention, l);
       norm(p + "self_attn.q_a_layernorm.weight", c_.q_lora_rank, l);
-      linear(p + "self_attn.q_b_proj.weight", heads * c_.qk_head_dim(), c_.q_lora_rank, attention,
-             l);
+      linear(p + "self_attn.q_b_proj.weight", heads * c_.qk_head_dim(), c_.q_lora_rank, attention, l);
     } else {
       linear(p + "self_attn.q_proj.weight", heads * c_.qk_head_dim(), hidden, attention, l);
     }
-    linear(p + "self_attn.kv_a_proj_with_mqa.weight", c_.kv_lora_rank + c_.qk_rope_head_dim,
-           hidden, attention, l);
+    linear(p + "self_attn.kv_a_proj_with_mqa.weight", c_.kv_lora_rank + c_.qk_rope_head_dim, hidden,
+           attention, l);
     norm(p + "self_attn.kv_a_layernorm.weight", c_.kv_lora_rank, l);
-    linear(p + "self_attn.kv_b_proj.weight", heads * (c_.qk_nope_head_dim + c_.v_head_dim),
-           c_.kv_lora_rank, attention, l);
+    linear(p + "self_attn.kv_b_proj.weight", heads * (c_.qk_nope_head_dim + c_.v_head_dim), c_.kv_lora_rank,
+           attention, l);
     linear(p + "self_attn.o_proj.weight", hidden, heads * c_.v_head_dim, attention, l);
     norm(p + "post_attention_layernorm.weight", hidden, l);
 
@@ -125,8 +129,7 @@ class InventoryWriter {
     }
     const int64_t experts = c_.n_routed_experts;
     // The router stays BF16 (and its bias F32) in the FP8 checkpoint (MODEL_SPEC §4.2).
-    add(p + "mlp.gate.weight", DType::kBF16, {experts, hidden}, TensorGroup::kRouter,
-        TensorRole::kLinear, l);
+    add(p + "mlp.gate.weight", DType::kBF16, {experts, hidden}, TensorGroup::kRouter, TensorRole::kLinear, l);
     if (c_.topk_method == TopkMethod::kNoauxTc)
       add(p + "mlp.gate.e_score_correction_bias", DType::kF32, {experts}, TensorGroup::kRouter,
           TensorRole::kRouterBias, l);
@@ -134,8 +137,8 @@ class InventoryWriter {
       swiglu(p + "mlp.shared_experts.", c_.moe_intermediate_size * c_.n_shared_experts,
              TensorGroup::kSharedExperts, l);
     for (int64_t e = 0; e < experts; ++e)
-      swiglu(fmt::format("{}mlp.experts.{}.", p, e), c_.moe_intermediate_size,
-             TensorGroup::kRoutedExperts, l, e);
+      swiglu(fmt::format("{}mlp.experts.{}.", p, e), c_.moe_intermediate_size, TensorGroup::kRoutedExperts, l,
+             e);
   }
 
   // MODEL_SPEC §2.10: a full decoder layer plus these, all BF16.
@@ -144,8 +147,7 @@ class InventoryWriter {
     const int64_t hidden = c_.hidden_size;
     norm(p + "enorm.weight", hidden, l);
     norm(p + "hnorm.weight", hidden, l);
-    add(p + "eh_proj.weight", DType::kBF16, {hidden, 2 * hidden}, TensorGroup::kMtp,
-        TensorRole::kLinear, l);
+    add(p + "eh_proj.weight", DType::kBF16, {hidden, 2 * hidden}, TensorGroup::kMtp, TensorRole::kLinear, l);
     add(p + "embed_tokens.weight", DType::kBF16, {c_.vocab_size, hidden}, TensorGroup::kMtp,
         TensorRole::kEmbedding, l);
     norm(p + "shared_head.norm.weight", hidden, l);
@@ -165,8 +167,7 @@ int64_t layer_of(std::string_view name) {
   name.remove_prefix(kPrefix.size());
   int64_t layer = -1;
   const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
-  if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.')
-    return -1;
+  if (ec != std::errc() || end == name.data() || end == name.data() + name.size() || *end != '.') return -1;
   return layer;
 }
 
@@ -178,35 +179,46 @@ std::string describe_tensor(DType dtype, const Shape& shape) {
 
 std::string_view tensor_group_name(TensorGroup group) {
   switch (group) {
-    case TensorGroup::kEmbedding: return "embedding";
-    case TensorGroup::kAttention: return "attention";
-    case TensorGroup::kDenseFfn: return "dense_ffn";
-    case TensorGroup::kSharedExperts: return "shared_experts";
-    case TensorGroup::kRoutedExperts: return "routed_experts";
-    case TensorGroup::kRouter: return "router";
-    case TensorGroup::kNorms: return "norms";
-    case TensorGroup::kLmHead: return "lm_head";
-    case TensorGroup::kMtp: return "mtp";
+    case TensorGroup::kEmbedding:
+      return "embedding";
+    case TensorGroup::kAttention:
+      return "attention";
+    case TensorGroup::kDenseFfn:
+      return "dense_ffn";
+    case TensorGroup::kSharedExperts:
+      return "shared_experts";
+    case TensorGroup::kRoutedExperts:
+      return "routed_experts";
+    case TensorGroup::kRouter:
+      return "router";
+    case TensorGroup::kNorms:
+      return "norms";
+    case TensorGroup::kLmHead:
+      return "lm_head";
+    case TensorGroup::kMtp:
+      return "mtp";
   }
   return "?";
 }
 
-uint64_t TensorSpec::nbytes() const { return dtype_bytes(dtype, numel()).value_or(0); }
+uint64_t TensorSpec::nbytes() const {
+  return dtype_bytes(dtype, numel()).value_or(0);
+}
 
 std::vector<TensorSpec> model_tensors(const ModelConfig& config, const InventoryOptions& options) {
   check_config(config);
   std::vector<TensorSpec> out;
   InventoryWriter writer(config, out);
   const int64_t hidden = config.hidden_size;
-  writer.add("model.embed_tokens.weight", DType::kBF16, {config.vocab_size, hidden},
-             TensorGroup::kEmbedding, TensorRole::kEmbedding);
+  writer.add("model.embed_tokens.weight", DType::kBF16, {config.vocab_size, hidden}, TensorGroup::kEmbedding,
+             TensorRole::kEmbedding);
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) writer.layer(l);
   writer.norm("model.norm.weight", hidden, -1);
   writer.add("lm_head.weight", DType::kBF16, {config.vocab_size, hidden}, TensorGroup::kLmHead,
              TensorRole::kLinear);
   if (options.include_mtp) {
-    for (int64_t l = config.num_hidden_layers;
-         l < config.num_hidden_layers + config.num_nextn_predict_layers; ++l) {
+    for (int64_t l = config.num_hidden_layers; l < config.num_hidden_layers + config.num_nextn_predict_layers;
+         ++l) {
       writer.layer(l);
       writer.mtp_extras(l);
     }
@@ -268,15 +280,14 @@ ByteCounts count_bytes(const ModelConfig& config) {
     for (const TensorSpec& spec : model_tensors(one_layer))
       if (spec.group == TensorGroup::kRoutedExperts && spec.expert == 0)
         bytes.routed_expert_single += spec.nbytes();
-    bytes.routed_experts_per_moe_layer =
-        bytes.routed_expert_single * uint64_t(config.n_routed_experts);
+    bytes.routed_experts_per_moe_layer = bytes.routed_expert_single * uint64_t(config.n_routed_experts);
   }
   return bytes;
 }
 
 uint64_t kv_cache_bytes_per_token(const ModelConfig& config, DType dtype) {
-  const uint64_t values = uint64_t(config.kv_lora_rank + config.qk_rope_head_dim) *
-                          uint64_t(config.num_hidden_layers);
+  const uint64_t values =
+      uint64_t(config.kv_lora_rank + config.qk_rope_head_dim) * uint64_t(config.num_hidden_layers);
   return dtype_bytes(dtype, values).value_or(0);
 }
 
@@ -329,8 +340,7 @@ TensorValidation validate_tensors(const ModelConfig& config, std::span<const Fou
       ++result.checked;
   }
   for (const TensorSpec& spec : inventory)
-    if (spec.group != TensorGroup::kMtp && !seen.contains(spec.name))
-      result.missing.push_back(spec.name);
+    if (spec.group != TensorGroup::kMtp && !seen.contains(spec.name)) result.missing.push_back(spec.name);
   return result;
 }
 

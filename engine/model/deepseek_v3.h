@@ -97,9 +97,9 @@ ParameterCounts count_parameters(const ModelConfig& config);
 struct ByteCounts {
   // Bytes in the checkpoint's own formats (F8_E4M3 weights + F32 scales, BF16, F32), main model.
   std::array<uint64_t, kTensorGroupCount> by_group{};  // kMtp slot holds the MTP layers' bytes
-  uint64_t total = 0;                          // main model (excludes kMtp)
-  uint64_t routed_experts_per_moe_layer = 0;   // all routed experts of one MoE layer, with scales
-  uint64_t routed_expert_single = 0;           // one routed expert with its scales
+  uint64_t total = 0;                                  // main model (excludes kMtp)
+  uint64_t routed_experts_per_moe_layer = 0;           // all routed experts of one MoE layer, with scales
+  uint64_t routed_expert_single = 0;                   // one routed expert with its scales
   int64_t moe_layers = 0;
   int64_t dense_layers = 0;
 };

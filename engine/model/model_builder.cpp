@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <chrono>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <fstream>
@@ -33,12 +33,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kRowBlock = 128;                  // rows generated per step (non-FP8 tensors)
+constexpr int64_t kRowBlock = 128;                      // rows generated per step (non-FP8 tensors)
 constexpr uint64_t kChunkBytesMin = uint64_t(8) << 20;  // bytes handed to the writer at a time
-constexpr int kChunkCount = 3;                      // one being generated, up to two being written
-constexpr float kFp8CodeSigma = 112.0f;             // code units per sigma: max |z| ≈ 4 → 448
+constexpr int kChunkCount = 3;                          // one being generated, up to two being written
+constexpr float kFp8CodeSigma = 112.0f;                 // code units per sigma: max |z| ≈ 4 → 448
 constexpr float kFp8Max = 448.0f;
-constexpr double kRouterBiasTemperature = 0.08;     // τ in model_builder.h
+constexpr double kRouterBiasTemperature = 0.08;  // τ in model_builder.h
 constexpr float kNormMean = 1.0f, kNormSigma = 0.02f;
 constexpr float kEmbeddingSigma = 1.0f;
 
@@ -86,17 +86,14 @@ class Xoshiro256 {
 
 // Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9).
 double inverse_normal_cdf(double p) {
-  static constexpr double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
-                                 -2.759285104469687e+02, 1.383577518672690e+02,
-                                 -3.066479806614716e+01, 2.506628277459239e+00};
-  static constexpr double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
-                                 -1.556989798598866e+02, 6.680131188771011e+01,
-                                 -1.328068155288572e+01};
-  static constexpr double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
-                                 -2.400758277161838e+00, -2.549732539343734e+00,
-                                 4.374664141464968e+00,  2.938163982698783e+00};
-  static constexpr double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                                 2.445134137142996e+00, 3.754408661907416e+00};
+  static constexpr double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
+                                 1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static constexpr double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                                 6.680131188771011e+01, -1.328068155288572e+01};
+  static constexpr double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                                 -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static constexpr double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                                 3.754408661907416e+00};
   auto tail = [&](double q) {
     return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
@@ -127,8 +124,7 @@ class DrawTables {
     auto [it, inserted] = bf16_.try_emplace({mean, sigma});
     if (inserted) {
       it->second.resize(kSize);
-      for (size_t i = 0; i < kSize; ++i)
-        it->second[i] = bf16_from_float(mean + sigma * unit_normal_[i]);
+      for (size_t i = 0; i < kSize; ++i) it->second[i] = bf16_from_float(mean + sigma * unit_normal_[i]);
     }
     return it->second.data();
   }
@@ -182,9 +178,15 @@ class TensorStream {
         check(scaled_weight != nullptr, "internal: scale tensor without its weight: " + spec.name);
         sigma_ = 1.0f / std::sqrt(float(scaled_weight->shape[1]));
         break;
-      case TensorRole::kEmbedding: sigma_ = kEmbeddingSigma; break;
-      case TensorRole::kNorm: sigma_ = kNormSigma; break;
-      case TensorRole::kRouterBias: plant_router_bias(); break;
+      case TensorRole::kEmbedding:
+        sigma_ = kEmbeddingSigma;
+        break;
+      case TensorRole::kNorm:
+        sigma_ = kNormSigma;
+        break;
+      case TensorRole::kRouterBias:
+        plant_router_bias();
+        break;
     }
   }
 
@@ -200,17 +202,14 @@ class TensorStream {
         if (spec_.dtype == DType::kF8E4M3) {
           fill_fp8(count, out);
         } else {
-          fill_from_table(context_.tables.bf16(0.0f, sigma_), reinterpret_cast<uint16_t*>(out), n,
-                          rng_);
+          fill_from_table(context_.tables.bf16(0.0f, sigma_), reinterpret_cast<uint16_t*>(out), n, rng_);
         }
         return;
       case TensorRole::kEmbedding:
-        fill_from_table(context_.tables.bf16(0.0f, sigma_), reinterpret_cast<uint16_t*>(out), n,
-                        rng_);
+        fill_from_table(context_.tables.bf16(0.0f, sigma_), reinterpret_cast<uint16_t*>(out), n, rng_);
         return;
       case TensorRole::kNorm:
-        fill_from_table(context_.tables.bf16(kNormMean, sigma_), reinterpret_cast<uint16_t*>(out),
-                        n, rng_);
+        fill_from_table(context_.tables.bf16(kNormMean, sigma_), reinterpret_cast<uint16_t*>(out), n, rng_);
         return;
       case TensorRole::kScale: {
         // Dequantised weights are code·scale with code ~ 112·z, so their std is sigma·U[0.5, 1.5).
@@ -246,8 +245,7 @@ class TensorStream {
     // A random permutation: expert perm[i] gets rank i + 1.
     std::vector<int64_t> perm(static_cast<size_t>(cols_));
     std::iota(perm.begin(), perm.end(), 0);
-    for (int64_t i = cols_ - 1; i > 0; --i)
-      std::swap(perm[size_t(i)], perm[rng_.below(uint64_t(i + 1))]);
+    for (int64_t i = cols_ - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[rng_.below(uint64_t(i + 1))]);
     std::vector<int64_t> rank(static_cast<size_t>(cols_));
     for (int64_t i = 0; i < cols_; ++i) rank[size_t(perm[size_t(i)])] = i + 1;
     router_bias_ = zipf_router_bias(rank, context_.options.zipf_alpha);
@@ -290,8 +288,7 @@ std::vector<Shard> plan_shards(const std::vector<TensorSpec>& tensors, uint64_t 
 
 void fsync_path(const fs::path& path, bool directory) {
   const int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
-  check(fd >= 0, fmt::format("cannot open for fsync: {}", std::strerror(errno)),
-        {.path = path.string()});
+  check(fd >= 0, fmt::format("cannot open for fsync: {}", std::strerror(errno)), {.path = path.string()});
   const int rc = ::fsync(fd);
   const int saved = errno;
   ::close(fd);
@@ -310,11 +307,13 @@ class ChunkWriter {
     size_t shard = 0;
   };
 
-  ChunkWriter(const std::vector<TensorSpec>& tensors, const std::vector<Shard>& shards,
-              fs::path directory, std::map<std::string, std::string> metadata,
-              uint64_t chunk_bytes)
-      : tensors_(tensors), shards_(shards), directory_(std::move(directory)),
-        metadata_(std::move(metadata)), chunks_(kChunkCount) {
+  ChunkWriter(const std::vector<TensorSpec>& tensors, const std::vector<Shard>& shards, fs::path directory,
+              std::map<std::string, std::string> metadata, uint64_t chunk_bytes)
+      : tensors_(tensors),
+        shards_(shards),
+        directory_(std::move(directory)),
+        metadata_(std::move(metadata)),
+        chunks_(kChunkCount) {
     for (Chunk& chunk : chunks_) {
       chunk.bytes.resize(chunk_bytes);
       free_.push_back(&chunk);
@@ -479,8 +478,7 @@ void write_tensors(const ModelConfig& config, const RandomCheckpointOptions& opt
   }
   const std::map<std::string, std::string> metadata = {
       {"format", "pt"},
-      {"generator", fmt::format("hetmoe make-model seed={} zipf={}", options.seed,
-                                options.zipf_alpha)}};
+      {"generator", fmt::format("hetmoe make-model seed={} zipf={}", options.seed, options.zipf_alpha)}};
   ChunkWriter writer(tensors, shards, directory, metadata, chunk_bytes);
   for (size_t s = 0; s < shards.size(); ++s) {
     ChunkWriter::Chunk* chunk = &writer.acquire(s);
@@ -539,14 +537,17 @@ ModelConfig deepseek_v3_dimensions() {
   c.rms_norm_eps = 1e-6;
   c.rope_theta = 10000.0;
   c.max_position_embeddings = 163840;
-  c.rope_scaling = RopeScaling{.type = "yarn", .factor = 40.0,
-                               .original_max_position_embeddings = 4096, .beta_fast = 32.0,
-                               .beta_slow = 1.0, .mscale = 1.0, .mscale_all_dim = 1.0};
+  c.rope_scaling = RopeScaling{.type = "yarn",
+                               .factor = 40.0,
+                               .original_max_position_embeddings = 4096,
+                               .beta_fast = 32.0,
+                               .beta_slow = 1.0,
+                               .mscale = 1.0,
+                               .mscale_all_dim = 1.0};
   c.bos_token_id = 0;
   c.eos_token_id = 1;
   c.num_nextn_predict_layers = 1;
-  c.quantization = FP8Quantization{.present = true, .fmt = "e4m3", .block_rows = 128,
-                                   .block_cols = 128};
+  c.quantization = FP8Quantization{.present = true, .fmt = "e4m3", .block_rows = 128, .block_cols = 128};
   return c;
 }
 
@@ -612,7 +613,9 @@ constexpr std::array<std::string_view, 3> kPresetNames = {"tiny", "ds3-layers", 
 
 }  // namespace
 
-std::span<const std::string_view> preset_names() { return kPresetNames; }
+std::span<const std::string_view> preset_names() {
+  return kPresetNames;
+}
 
 std::vector<float> zipf_router_bias(std::span<const int64_t> rank_of_expert, double alpha) {
   const size_t experts = rank_of_expert.size();
@@ -621,8 +624,7 @@ std::vector<float> zipf_router_bias(std::span<const int64_t> rank_of_expert, dou
   mean_log_rank /= double(std::max<size_t>(experts, 1));
   std::vector<float> bias(experts);
   for (size_t e = 0; e < experts; ++e)
-    bias[e] = float(alpha * kRouterBiasTemperature *
-                    (mean_log_rank - std::log(double(rank_of_expert[e]))));
+    bias[e] = float(alpha * kRouterBiasTemperature * (mean_log_rank - std::log(double(rank_of_expert[e]))));
   return bias;
 }
 
@@ -647,9 +649,8 @@ std::optional<uint64_t> parse_byte_size(std::string_view text) {
     if (!std::isspace(static_cast<unsigned char>(ch)))
       unit += char(std::toupper(static_cast<unsigned char>(ch)));
   static const std::map<std::string, double> kUnits = {
-      {"", 1.0},     {"B", 1.0},           {"KB", 1e3},          {"MB", 1e6},
-      {"GB", 1e9},   {"TB", 1e12},         {"KIB", 1024.0},      {"MIB", 1048576.0},
-      {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+      {"", 1.0},    {"B", 1.0},      {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12}, {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
   const auto it = kUnits.find(unit);
   if (it == kUnits.end()) return std::nullopt;
   const double bytes = std::floor(number * it->second);
@@ -680,12 +681,11 @@ void apply_overrides(ModelConfig& config, const ModelOverrides& overrides) {
     check(experts >= 1 && experts <= 65536, fmt::format("--experts must be in 1..65536, got {}", experts),
           context);
     check(experts % config.n_group == 0,
-          fmt::format("--experts {} is not a multiple of n_group {}", experts, config.n_group),
-          context);
-    check(experts >= config.num_experts_per_tok,
-          fmt::format("--experts {} is fewer than num_experts_per_tok {}", experts,
-                      config.num_experts_per_tok),
-          context);
+          fmt::format("--experts {} is not a multiple of n_group {}", experts, config.n_group), context);
+    check(
+        experts >= config.num_experts_per_tok,
+        fmt::format("--experts {} is fewer than num_experts_per_tok {}", experts, config.num_experts_per_tok),
+        context);
     config.n_routed_experts = experts;
   }
   model_tensors(config);  // validates the result
@@ -719,8 +719,7 @@ ModelConfig preset_model_config(std::string_view preset, const ModelOverrides& o
   return config;
 }
 
-RandomCheckpointSummary write_random_checkpoint(const ModelConfig& input_config,
-                                                const fs::path& directory,
+RandomCheckpointSummary write_random_checkpoint(const ModelConfig& input_config, const fs::path& directory,
                                                 const RandomCheckpointOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   ModelConfig config = input_config;
@@ -740,10 +739,19 @@ RandomCheckpointSummary write_random_checkpoint(const ModelConfig& input_config,
   if (!target.has_filename()) target = target.parent_path();
   check(!fs::exists(target) || fs::is_directory(target), "output path exists and is not a directory",
         {.path = target.string()});
-  check(options.force || !is_nonempty_directory(target),
-        "output directory exists and is not empty",
+  check(options.force || !is_nonempty_directory(target), "output directory exists and is not empty",
         {.path = target.string(), .hint = "choose another directory or pass --force to replace it"});
   fs::create_directories(target.parent_path());
+
+  // Fail now rather than after writing most of a model that cannot fit.
+  uint64_t model_bytes = 0;
+  for (const TensorSpec& spec : tensors) model_bytes += spec.nbytes();
+  const uint64_t free_bytes = fs::space(target.parent_path()).available;
+  check(model_bytes <= free_bytes,
+        fmt::format("the checkpoint needs {:.2f} GB but only {:.2f} GB are free", double(model_bytes) / 1e9,
+                    double(free_bytes) / 1e9),
+        {.path = target.parent_path().string(),
+         .hint = "free space, write elsewhere, or shrink the model (--layers, --experts, --vocab)"});
 
   TempDirectory temp(target.parent_path() /
                      fmt::format(".{}.tmp-{}", target.filename().string(), ::getpid()));
@@ -785,8 +793,7 @@ RandomCheckpointSummary write_random_checkpoint(const ModelConfig& input_config,
   if (!old.empty()) fs::remove_all(old);
   fsync_path(target.parent_path(), true);
 
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
 

@@ -57,7 +57,7 @@ struct RandomCheckpointSummary {
   uint64_t data_bytes = 0;  // tensor bytes (metadata.total_size)
   uint64_t file_bytes = 0;  // safetensors files incl. headers
   int64_t shard_count = 0;
-  double seconds = 0.0;     // generation + write + fsync
+  double seconds = 0.0;  // generation + write + fsync
 };
 
 // Writes a random checkpoint of `config` (main model only, no MTP layers: the written

@@ -15,7 +15,9 @@
 namespace hetmoe {
 namespace {
 
-ModelConfig v3_config() { return load_model_config(HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json"); }
+ModelConfig v3_config() {
+  return load_model_config(HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json");
+}
 ModelConfig v2_lite_config() {
   return load_model_config(HETMOE_TEST_DATA "/configs/deepseek-v2-lite.config.json");
 }
@@ -26,7 +28,9 @@ std::map<std::string, TensorSpec> by_name(const std::vector<TensorSpec>& tensors
   return out;
 }
 
-double relative_error(double value, double reference) { return std::fabs(value - reference) / reference; }
+double relative_error(double value, double reference) {
+  return std::fabs(value - reference) / reference;
+}
 
 TEST(DeepseekV3Inventory, PublishedV3TensorCounts) {
   const ModelConfig config = v3_config();
@@ -178,6 +182,10 @@ TEST(DeepseekV3Bytes, GroupsAndRoutedExpertsPerLayer) {
   uint64_t inventory = 0;
   for (const TensorSpec& spec : model_tensors(config)) inventory += spec.nbytes();
   EXPECT_EQ(inventory, b.total);
+  // MODEL_SPEC §4.1: R1 ships ≈641 GB (GiB) including the MTP layer; V2-Lite ≈29.3 GB (GiB).
+  const double gib = double(uint64_t(1) << 30);
+  EXPECT_NEAR(double(b.total + b.by_group[size_t(TensorGroup::kMtp)]) / gib, 641.0, 1.0);
+  EXPECT_NEAR(double(count_bytes(v2_lite_config()).total) / gib, 29.3, 0.1);
   // V2-Lite is BF16: two bytes per parameter, nothing else.
   const ModelConfig lite = v2_lite_config();
   EXPECT_EQ(count_bytes(lite).total, 2 * count_parameters(lite).total);
@@ -201,8 +209,7 @@ TEST(DeepseekV3Inventory, PartialEdgeBlocksRoundUp) {
   const auto t = by_name(model_tensors(c));
   EXPECT_EQ(t.at("model.layers.0.self_attn.q_a_proj.weight_scale_inv").shape, (Shape{2, 2}));
   EXPECT_EQ(t.at("model.layers.0.mlp.down_proj.weight_scale_inv").shape, (Shape{2, 3}));
-  EXPECT_EQ(t.at("model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv").shape,
-            (Shape{5, 2}));
+  EXPECT_EQ(t.at("model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv").shape, (Shape{5, 2}));
 }
 
 TEST(DeepseekV3Inventory, RejectsImpossibleConfigs) {
@@ -211,6 +218,9 @@ TEST(DeepseekV3Inventory, RejectsImpossibleConfigs) {
   EXPECT_THROW(model_tensors(c), Error);
   c = v3_config();
   c.n_group = 7;  // does not divide 256
+  EXPECT_THROW(model_tensors(c), Error);
+  c = v3_config();
+  c.n_routed_experts = 8;  // 8 groups of 1, 4 kept: only 4 experts selectable for top-8
   EXPECT_THROW(model_tensors(c), Error);
   c = v3_config();
   c.hidden_size = 0;
@@ -270,11 +280,9 @@ TEST(DeepseekV3Validation, ListsEveryProblemAtOnce) {
   EXPECT_NE(message.find(reshaped + ": [32768, 256] F8_E4M3, expected [32768, 512] F8_E4M3"),
             std::string::npos)
       << message;
-  EXPECT_NE(message.find(retyped + ": [256, 7168] F32, expected [256, 7168] BF16"),
-            std::string::npos)
+  EXPECT_NE(message.find(retyped + ": [256, 7168] F32, expected [256, 7168] BF16"), std::string::npos)
       << message;
-  EXPECT_NE(message.find("1 missing, 1 unexpected, 2 with the wrong shape or dtype"),
-            std::string::npos)
+  EXPECT_NE(message.find("1 missing, 1 unexpected, 2 with the wrong shape or dtype"), std::string::npos)
       << message;
 }
 

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -28,9 +28,8 @@ namespace fs = std::filesystem;
 class ModelBuilderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("hetmoe_model_builder_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() / ("hetmoe_model_builder_" + std::to_string(::getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_);
   }
@@ -64,7 +63,9 @@ std::string shard_name(size_t index, size_t count) {
   return name;
 }
 
-double mean(const std::vector<float>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); }
+double mean(const std::vector<float>& v) {
+  return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+}
 double stddev(const std::vector<float>& v) {
   const double m = mean(v);
   double sum = 0.0;
@@ -154,8 +155,7 @@ TEST_F(ModelBuilderTest, ShardedOutputHoldsTheSameTensors) {
   const fs::path single = write_tiny("single", {.seed = 5});
   const fs::path sharded = write_tiny("sharded", {.seed = 5, .max_shard_bytes = 1'000'000});
   EXPECT_FALSE(fs::exists(sharded / "model.safetensors"));
-  const nlohmann::json index =
-      nlohmann::json::parse(read_file(sharded / "model.safetensors.index.json"));
+  const nlohmann::json index = nlohmann::json::parse(read_file(sharded / "model.safetensors.index.json"));
   const auto one = Checkpoint::open(single);
   const auto many = Checkpoint::open(sharded);
   EXPECT_GE(many->files().size(), 4u);
@@ -206,7 +206,8 @@ std::vector<int64_t> route_counts(const ModelConfig& c, const std::vector<float>
     std::sort(groups.begin(), groups.end(), std::greater<>());
     std::vector<std::pair<float, int64_t>> candidates;
     for (int64_t k = 0; k < c.topk_group; ++k)
-      for (int64_t e = groups[size_t(k)].second * per_group; e < (groups[size_t(k)].second + 1) * per_group; ++e)
+      for (int64_t e = groups[size_t(k)].second * per_group; e < (groups[size_t(k)].second + 1) * per_group;
+           ++e)
         candidates.push_back({s[size_t(e)], e});
     std::partial_sort(candidates.begin(), candidates.begin() + c.num_experts_per_tok, candidates.end(),
                       std::greater<>());
@@ -309,6 +310,8 @@ TEST(ModelPresets, Dimensions) {
   EXPECT_THROW(preset_model_config("huge"), Error);
   EXPECT_THROW(preset_model_config("tiny", {.experts = 6}), Error);  // not a multiple of 4 groups
   EXPECT_THROW(preset_model_config("tiny", {.layers = 0}), Error);
+  EXPECT_THROW(preset_model_config("ds3-layers", {.experts = 8}), Error);  // top-8 from 4 groups of 1
+  EXPECT_EQ(preset_model_config("ds3-layers", {.experts = 16}).n_routed_experts, 16);
 }
 
 TEST(ModelPresets, ParseByteSize) {

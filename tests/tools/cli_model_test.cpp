@@ -46,9 +46,8 @@ CliResult run(std::vector<std::string> args) {
 class CliModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("hetmoe_cli_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() / ("hetmoe_cli_" + std::to_string(::getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_);
   }
@@ -129,12 +128,18 @@ TEST_F(CliModelTest, MakeModelRejectsBadFlags) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--max-shard-size"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir));
+  // The full 671B model (673 GB) is refused before anything is written — where it cannot fit.
+  if (fs::space(root_).available > uint64_t(700) * 1000 * 1000 * 1000) return;
+  const CliResult big = run({"make-model", "-o", dir, "--config", kV3Config});
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_NE(big.err.find("GB are free"), std::string::npos) << big.err;
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 TEST_F(CliModelTest, MakeModelFromConfigFile) {
   const std::string dir = (root_ / "lite").string();
-  const CliResult r = run({"make-model", "-o", dir, "--config", kV2LiteConfig, "--layers", "2",
-                           "--vocab", "512", "--experts", "8"});
+  const CliResult r = run({"make-model", "-o", dir, "--config", kV2LiteConfig, "--layers", "2", "--vocab",
+                           "512", "--experts", "8"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(run({"inspect", dir, "--json"}).out);
   EXPECT_EQ(j["architecture"], "deepseek_v2");
@@ -151,8 +156,8 @@ TEST_F(CliModelTest, InspectListsEveryBrokenTensor) {
   fs::create_directories(bad);
   fs::copy_file(good / "config.json", bad / "config.json");
   const std::string removed = "model.layers.2.mlp.experts.3.down_proj.weight";
-  const std::string reshaped = "model.layers.1.self_attn.o_proj.weight";     // F8 [256, 128]
-  const std::string retyped = "model.layers.0.input_layernorm.weight";       // BF16 [256]
+  const std::string reshaped = "model.layers.1.self_attn.o_proj.weight";  // F8 [256, 128]
+  const std::string retyped = "model.layers.0.input_layernorm.weight";    // BF16 [256]
   {
     const auto source = SafetensorsFile::open(good / "model.safetensors");
     SafetensorsWriter writer(bad / "model.safetensors");
@@ -186,7 +191,8 @@ TEST_F(CliModelTest, BinaryExitCodes) {
   const std::string quiet = " > /dev/null 2>&1";
   const int ok = std::system((binary.string() + " inspect --json " + kV3Config + quiet).c_str());
   EXPECT_EQ(WEXITSTATUS(ok), 0);
-  const int missing = std::system((binary.string() + " inspect " + (root_ / "nope").string() + quiet).c_str());
+  const int missing =
+      std::system((binary.string() + " inspect " + (root_ / "nope").string() + quiet).c_str());
   EXPECT_EQ(WEXITSTATUS(missing), 1);
 }
 

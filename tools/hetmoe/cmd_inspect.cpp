@@ -50,9 +50,9 @@ std::string grouped(uint64_t value) {  // 70272 -> "70,272"
 
 std::string routing_text(const ModelConfig& c) {
   const char* scoring = c.scoring_func == ScoringFunc::kSigmoid ? "sigmoid" : "softmax";
-  const char* method = c.topk_method == TopkMethod::kNoauxTc       ? "noaux_tc"
-                       : c.topk_method == TopkMethod::kGreedy      ? "greedy"
-                                                                   : "group_limited_greedy";
+  const char* method = c.topk_method == TopkMethod::kNoauxTc  ? "noaux_tc"
+                       : c.topk_method == TopkMethod::kGreedy ? "greedy"
+                                                              : "group_limited_greedy";
   std::string text = fmt::format("top-{} {} {}", c.num_experts_per_tok, scoring, method);
   if (c.n_group > 1) text += fmt::format(", {} groups keep {}", c.n_group, c.topk_group);
   text += fmt::format(", scale {:g}", c.routed_scaling_factor);
@@ -91,8 +91,7 @@ void run_inspect(const InspectFlags& flags) {
     checkpoint.files = opened->files().size();
     checkpoint.tensors = opened->tensors().size();
     checkpoint.validation = validate_checkpoint(config, *opened);  // throws on any mismatch
-    checkpoint.open_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    checkpoint.open_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   if (flags.json) {
@@ -144,8 +143,8 @@ void run_inspect(const InspectFlags& flags) {
   if (c.num_nextn_predict_layers > 0)
     text += fmt::format("; +{} MTP layer not loaded", c.num_nextn_predict_layers);
   text += ")\n";
-  text += fmt::format("dimensions   hidden {}, vocab {}, dense FFN {}\n", c.hidden_size,
-                      c.vocab_size, c.intermediate_size);
+  text += fmt::format("dimensions   hidden {}, vocab {}, dense FFN {}\n", c.hidden_size, c.vocab_size,
+                      c.intermediate_size);
   text += fmt::format("attention    MLA, {} heads, q_lora {}, kv_lora {}, qk {} nope + {} rope, v {}\n",
                       c.num_attention_heads, c.q_lora_rank > 0 ? std::to_string(c.q_lora_rank) : "none",
                       c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim);
@@ -170,9 +169,9 @@ void run_inspect(const InspectFlags& flags) {
   }
   text += fmt::format("  {:<16}{:>12}\n", "total", bytes_text(bytes.total));
   if (bytes.moe_layers > 0)
-    text += fmt::format("routed       {} per MoE layer ({} per expert)\n",
-                        bytes_text(bytes.routed_experts_per_moe_layer),
-                        bytes_text(bytes.routed_expert_single));
+    text +=
+        fmt::format("routed       {} per MoE layer ({} per expert)\n",
+                    bytes_text(bytes.routed_experts_per_moe_layer), bytes_text(bytes.routed_expert_single));
   text += fmt::format("KV cache     {} bytes per token (BF16, {} layers x {})\n", grouped(kv_bytes),
                       c.num_hidden_layers, c.kv_lora_rank + c.qk_rope_head_dim);
   text += fmt::format("tensors      {} in the main model ({} with MTP)\n", grouped(tensor_count),
@@ -194,9 +193,10 @@ void run_inspect(const InspectFlags& flags) {
 
 void register_inspect(CLI::App& app) {
   auto flags = std::make_shared<InspectFlags>();
-  CLI::App* sub = app.add_subcommand(
-      "inspect", "Describe a model (DIR or config.json): architecture, parameters, bytes, and "
-                 "validate its tensors when weights are present");
+  CLI::App* sub =
+      app.add_subcommand("inspect",
+                         "Describe a model (DIR or config.json): architecture, parameters, bytes, and "
+                         "validate its tensors when weights are present");
   sub->add_option("path", flags->path, "Model directory or config.json")->required();
   sub->add_flag("--json", flags->json, "Print one JSON object");
   sub->callback([flags] { run_inspect(*flags); });

@@ -31,8 +31,7 @@ void run_make_model(const MakeModelFlags& flags) {
         flags.preset.empty() ? "make-model needs --preset or --config"
                              : "make-model takes --preset or --config, not both",
         {.hint = "e.g. hetmoe make-model -o DIR --preset tiny"});
-  const ModelOverrides overrides{.layers = flags.layers, .vocab = flags.vocab,
-                                 .experts = flags.experts};
+  const ModelOverrides overrides{.layers = flags.layers, .vocab = flags.vocab, .experts = flags.experts};
   ModelConfig config;
   if (!flags.preset.empty()) {
     config = preset_model_config(flags.preset, overrides);
@@ -41,8 +40,7 @@ void run_make_model(const MakeModelFlags& flags) {
     apply_overrides(config, overrides);
   }
 
-  RandomCheckpointOptions options{.seed = flags.seed, .zipf_alpha = flags.zipf,
-                                  .force = flags.force};
+  RandomCheckpointOptions options{.seed = flags.seed, .zipf_alpha = flags.zipf, .force = flags.force};
   if (!flags.max_shard_size.empty()) {
     const auto bytes = parse_byte_size(flags.max_shard_size);
     check(bytes.has_value(), fmt::format("bad --max-shard-size '{}'", flags.max_shard_size),
@@ -52,13 +50,12 @@ void run_make_model(const MakeModelFlags& flags) {
 
   const RandomCheckpointSummary summary = write_random_checkpoint(config, flags.output, options);
   const double gb = double(summary.file_bytes) / 1e9;
-  std::printf(
-      "wrote %s: %s, %lld layers, %llu tensors, %.3f GB in %lld file%s, %.1f s (%.2f GB/s)\n",
-      flags.output.c_str(), std::string(architecture_name(config.architecture)).c_str(),
-      static_cast<long long>(config.num_hidden_layers),
-      static_cast<unsigned long long>(summary.tensor_count), gb,
-      static_cast<long long>(summary.shard_count), summary.shard_count == 1 ? "" : "s",
-      summary.seconds, summary.seconds > 0 ? gb / summary.seconds : 0.0);
+  std::printf("wrote %s: %s, %lld layers, %llu tensors, %.3f GB in %lld file%s, %.1f s (%.2f GB/s)\n",
+              flags.output.c_str(), std::string(architecture_name(config.architecture)).c_str(),
+              static_cast<long long>(config.num_hidden_layers),
+              static_cast<unsigned long long>(summary.tensor_count), gb,
+              static_cast<long long>(summary.shard_count), summary.shard_count == 1 ? "" : "s",
+              summary.seconds, summary.seconds > 0 ? gb / summary.seconds : 0.0);
 }
 
 }  // namespace
@@ -66,10 +63,8 @@ void run_make_model(const MakeModelFlags& flags) {
 void register_make_model(CLI::App& app) {
   auto flags = std::make_shared<MakeModelFlags>();
   CLI::App* sub = app.add_subcommand(
-      "make-model",
-      "Write a random-weight checkpoint (Hugging Face layout, seeded, streamed to disk)");
-  sub->add_option("-o,--output", flags->output, "Output directory (created; must be empty)")
-      ->required();
+      "make-model", "Write a random-weight checkpoint (Hugging Face layout, seeded, streamed to disk)");
+  sub->add_option("-o,--output", flags->output, "Output directory (created; must be empty)")->required();
   sub->add_option("--preset", flags->preset, "Model shape: tiny | ds3-layers | v2-lite")
       ->check(CLI::IsMember({"tiny", "ds3-layers", "v2-lite"}));
   sub->add_option("--config", flags->config_file, "Use this config.json instead of a preset")

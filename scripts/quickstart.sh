@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The README's first command: install what is missing, build, and run the main job.
+# The README's first command: install what is missing, build, and run the main job — text
+# generation with the bundled model (models/tiny-shakespeare, a DeepSeek-V3-architecture MoE
+# trained on Shakespeare and shipped in FP8 exactly like the published checkpoint).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 hetmoe="$root/build/tools/hetmoe"
-model="$root/build/tiny-random"
-echo "== hetmoe make-model --preset tiny -o $model" >&2
-"$hetmoe" make-model --preset tiny --force -o "$model"
-echo "== hetmoe inspect $model" >&2
-"$hetmoe" inspect "$model"
+model="$root/models/tiny-shakespeare"
+prompt=${1:-"ROMEO:"}
+echo "== hetmoe run -m models/tiny-shakespeare -p \"$prompt\" -n 128" >&2
+"$hetmoe" run -m "$model" -p "$prompt" -n 128

@@ -27,6 +27,8 @@ struct ReferenceCase {
   double zipf = 0.0;
 };
 
+void PrintTo(const ReferenceCase& reference_case, std::ostream* os) { *os << reference_case.name; }
+
 class ReferenceLogits : public ::testing::TestWithParam<ReferenceCase> {};
 
 TEST_P(ReferenceLogits, MatchPyTorchWithinTolerance) {

@@ -69,6 +69,10 @@ def write_checkpoint(state: dict, hf_cfg: dict, out_dir: str, tokenizer_dir: str
     from safetensors.torch import save_file
 
     os.makedirs(out_dir, exist_ok=True)
+    hf_cfg = dict(hf_cfg)
+    rs = hf_cfg.get("rope_scaling")
+    if rs and float(rs.get("factor", 0)).is_integer():  # the published config writes an integer (40)
+        hf_cfg["rope_scaling"] = dict(rs, factor=int(rs["factor"]))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(hf_cfg, f, indent=2)
         f.write("\n")

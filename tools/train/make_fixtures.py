@@ -84,8 +84,10 @@ def main(argv=None):
         })
         print(f"prompt{i}: {len(ids)} ids -> {tok.decode(gen)!r}", flush=True)
     with open(os.path.join(a.out, "prompts.json"), "w", encoding="utf-8") as f:
-        json.dump(prompts, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+        # one key per line, lists kept on one line
+        f.write("[\n" + ",\n".join(
+            "  {\n" + ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in p.items())
+            + "\n  }" for p in prompts) + "\n]\n")
     save_file(logit_tensors, os.path.join(a.out, "logits.safetensors"))
 
     _, held_out = tokmod.train_split(a.data)

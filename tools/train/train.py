@@ -76,7 +76,7 @@ def make_config(a, vocab_size: int) -> dict:
         "rope_scaling": {
             "beta_fast": 32,
             "beta_slow": 1,
-            "factor": a.max_pos / a.orig_max_pos,
+            "factor": a.max_pos // a.orig_max_pos if a.max_pos % a.orig_max_pos == 0 else a.max_pos / a.orig_max_pos,
             "mscale": 1.0,
             "mscale_all_dim": 1.0,
             "original_max_position_embeddings": a.orig_max_pos,

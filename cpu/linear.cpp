@@ -42,9 +42,19 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa) {
 }
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
+  linear(w, x, tokens, y, active_isa());
+}
+
+void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
+  if (isa == Isa::kAvx512) {
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16),
+                      [&](const tbb::blocked_range<int64_t>& range) {
+                        kernels::linear_rows_avx512(w, x, tokens, range.begin(), range.end(), y);
+                      });
+    return;
+  }
   // Rows are dequantised once into a per-task buffer and dotted with every token, so each
   // weight byte is read once per call whatever the token count.
-  const Isa isa = active_isa();
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = range.begin(); r < range.end(); ++r) {

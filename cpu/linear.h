@@ -1,9 +1,12 @@
 // y = W x for weights in the formats checkpoints ship (FP8 E4M3 with block scales, BF16,
-// F32), computed in FP32. The plain linear used by attention projections, dense layers,
-// experts and lm_head until the kernels in cpu/kernels_* take over the hot paths.
+// F32), computed in FP32 on the row-major checkpoint mapping. The plain linear used by
+// attention projections, dense layers, shared experts and lm_head (routed experts run on the
+// packed kernels of cpu/expert_ffn.h). On AVX-512 the weights are decoded in registers and
+// FMA'd with every token (cpu/linear_avx512.cpp); other paths dequantise a row and dot it with
+// each token.
 //
-// Each output element is computed by one thread in a fixed order, so results do not depend
-// on the thread count.
+// Each output element is computed by one thread in a fixed order that does not depend on the
+// token count, so results do not depend on the thread count or the batch.
 #pragma once
 
 #include <cstdint>
@@ -29,5 +32,14 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 
 // Row `row` of W as f32 (cols values) into `out`, decoded with the given kernel path.
 void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa);
+
+// linear() with an explicit kernel path.
+void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa);
+
+namespace kernels {
+// Rows [row_begin, row_end) of y (f32 [tokens, w.rows]) on AVX-512 (F, BW, VL, F16C).
+void linear_rows_avx512(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin,
+                        int64_t row_end, float* y);
+}  // namespace kernels
 
 }  // namespace hetmoe::cpu

@@ -29,6 +29,8 @@ class ExpertSource {
   // The experts the next layer is predicted to need (from its gate on this layer's hidden
   // state); a streaming source starts reading them. Default: ignored.
   virtual void prefetch(int64_t layer, std::span<const int32_t> experts) {}
+  // True when the source wants those predictions (Model computes them only then).
+  virtual bool wants_prefetch() const { return false; }
 };
 
 // SwiGLU FFN with the plain linear: out = down(silu(gate x) ⊙ up x).

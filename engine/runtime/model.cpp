@@ -22,6 +22,34 @@ struct Model::Rows {
   int64_t size() const { return int64_t(rows.size()); }
 };
 
+namespace {
+
+// Experts layer `next` is predicted to route to for the rows of `h` (the hidden state entering
+// it, before its attention): its router and selection rule on post_norm(h), union over rows,
+// the most often chosen first. Passed to source.prefetch().
+void predict_next_layer(const ModelWeights& weights, int64_t next, const float* h, int64_t n, ExpertSource& source) {
+  const ModelConfig& c = weights.config;
+  const LayerWeights& layer = weights.layers[size_t(next)];
+  const int64_t hidden = c.hidden_size, experts = c.n_routed_experts, k = c.num_experts_per_tok;
+  std::vector<RoutedExpert> routes(static_cast<size_t>(n * k));
+  tbb::parallel_for(int64_t(0), n, [&](int64_t t) {
+    std::vector<float> x(static_cast<size_t>(hidden)), logits(static_cast<size_t>(experts));
+    cpu::rms_norm(h + t * hidden, layer.post_norm.data(), hidden, float(c.rms_norm_eps), x.data());
+    for (int64_t e = 0; e < experts; ++e) logits[size_t(e)] = cpu::dot(&layer.moe.router[size_t(e * hidden)], x.data(), hidden);
+    route_token(c, logits, layer.moe.score_bias, std::span(routes).subspan(size_t(t * k), size_t(k)));
+  });
+  std::vector<int64_t> votes(static_cast<size_t>(experts), 0);
+  for (const RoutedExpert& r : routes) ++votes[size_t(r.expert)];
+  std::vector<int32_t> predicted;
+  for (int64_t e = 0; e < experts; ++e)
+    if (votes[size_t(e)] > 0) predicted.push_back(int32_t(e));
+  std::stable_sort(predicted.begin(), predicted.end(),
+                   [&](int32_t a, int32_t b) { return votes[size_t(a)] > votes[size_t(b)]; });
+  source.prefetch(next, predicted);
+}
+
+}  // namespace
+
 Model::Model(ModelWeights weights) : weights_(std::move(weights)), rope_(weights_.config) {}
 
 void Model::forward(std::span<SequenceStep> steps) const {
@@ -67,6 +95,11 @@ void Model::forward(std::span<SequenceStep> steps) const {
       ffn_forward(layer.dense, x.data(), n, delta.data());
     }
     for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
+    // Next-layer prefetch (docs/STREAMING.md): layer l+1's gate on this layer's output predicts
+    // the experts l+1 will route to, so a streaming source can read them during l+1's
+    // attention. Only computed when the source asks; it never changes the results.
+    if (l + 1 < c.num_hidden_layers && weights_.layers[size_t(l + 1)].is_moe && expert_source_->wants_prefetch())
+      predict_next_layer(weights_, l + 1, h.data(), n, *expert_source_);
   }
 
   // Final norm and lm_head for the rows each sequence asked for.

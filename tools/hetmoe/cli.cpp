@@ -15,6 +15,11 @@ void register_all(CLI::App& app) {
   register_perplexity(app);
   register_logits(app);
   register_tokenize(app);
+  register_plan(app);
+  register_profile(app);
+  register_probe(app);
+  register_pack(app);
+  register_bench(app);
 }
 
 int run_cli(int argc, const char* const* argv) {

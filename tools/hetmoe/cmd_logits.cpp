@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "engine/runtime/model.h"
+#include "engine/runtime/streaming_experts.h"
 #include "tools/hetmoe/commands.h"
 #include "tools/hetmoe/common.h"
 
@@ -16,6 +17,7 @@ struct LogitsOptions {
   std::string output;
   int threads = 0;
   std::string attention = "absorbed";
+  std::string store, dram_budget;  // stream routed experts from a packed store (docs/STREAMING.md)
 };
 
 void run_logits(const LogitsOptions& options) {
@@ -23,6 +25,9 @@ void run_logits(const LogitsOptions& options) {
   const std::vector<int32_t> ids = parse_id_list(options.ids);
   Model model(load_model_weights(options.model_dir));
   model.set_attention_form(options.attention == "naive" ? AttentionForm::kNaive : AttentionForm::kAbsorbed);
+  const int64_t n = int64_t(ids.size());
+  const auto streaming = open_streaming_session(model, options.store, options.dram_budget,
+                                                {.context = n, .batch_tokens = n, .logit_rows = n, .threads = options.threads});
   KvCache cache(model.config(), int64_t(ids.size()));
   std::vector<float> logits;
   SequenceStep step{&cache, ids, true, &logits};
@@ -44,6 +49,8 @@ void register_logits(CLI::App& app) {
   cmd->add_option("-t,--threads", options->threads, "Worker threads (0: all cores)");
   cmd->add_option("--attention", options->attention, "MLA form: absorbed (default) or naive")
       ->check(CLI::IsMember({"absorbed", "naive"}));
+  cmd->add_option("--store", options->store, "Stream routed experts from this packed store (hetmoe pack)");
+  cmd->add_option("--dram-budget", options->dram_budget, "With --store: DRAM hetmoe may use, e.g. 16GiB");
   cmd->callback([options] { run_logits(*options); });
 }
 

@@ -1,13 +1,17 @@
 // hetmoe run -m DIR -p PROMPT [-n N] [--chat] [--temp T --top-k K --top-p P --min-p M --seed S]
+//            [--format fp8|int8|int4|bf16|ref]
 // Streams generated text to stdout; prompt and generation tokens/s go to stderr at the end.
 // Several -p run as one batch (printed when all finish).
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "engine/core/error.h"
 #include "engine/model/chat_template.h"
 #include "engine/model/tokenizer.h"
 #include "engine/runtime/generate.h"
+#include "engine/runtime/packed_experts.h"
+#include "engine/runtime/streaming_experts.h"
 #include "tools/hetmoe/commands.h"
 #include "tools/hetmoe/common.h"
 
@@ -26,6 +30,8 @@ struct RunOptions {
   SamplingParams sampling{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 42};
   std::vector<std::string> stops;
   bool ignore_eos = false;
+  std::string format = "fp8";
+  std::string store, dram_budget;  // stream routed experts from a packed store (docs/STREAMING.md)
 };
 
 std::vector<int32_t> prompt_ids(const RunOptions& options, const Tokenizer& tokenizer, const std::string& prompt) {
@@ -45,6 +51,12 @@ void run_generate(RunOptions options) {
   check(options.tokens >= 0, "-n must be >= 0");
   Model model(load_model_weights(options.model_dir));
   const Tokenizer tokenizer = load_tokenizer_for(options.model_dir, model.config());
+  std::optional<PackedExperts> experts;  // --format ref keeps the checkpoint mapping (the reference)
+  if (options.format != "ref" && options.store.empty()) {
+    experts.emplace(model.weights(), PackedExpertsOptions{.format = *cpu::parse_packed_format(options.format),
+                                                          .threads = {.threads = options.threads}});
+    model.set_expert_source(&*experts);
+  }
 
   std::vector<GenerationRequest> requests;
   for (const auto& prompt : options.prompts)
@@ -52,6 +64,14 @@ void run_generate(RunOptions options) {
                         .max_new_tokens = options.tokens,
                         .sampling = options.sampling,
                         .stop_strings = options.stops});
+  int64_t prompt_tokens = 0;
+  for (const auto& request : requests) prompt_tokens += int64_t(request.prompt.size());
+  const auto expert_stream = open_streaming_session(model, options.store, options.dram_budget,
+                                                    {.sequences = int64_t(requests.size()),
+                                                     .context = options.context,
+                                                     .batch_tokens = prompt_tokens,
+                                                     .logit_rows = int64_t(requests.size()),
+                                                     .threads = options.threads});
   GenerationOptions generation{.context_tokens = options.context, .vocab_limit = tokenizer.vocab_size()};
   if (!options.ignore_eos && tokenizer.eos_id() != kNoToken) generation.eos_ids.push_back(tokenizer.eos_id());
   generation.token_bytes = [&](int32_t id) { return std::string(tokenizer.token_bytes(id)); };
@@ -80,6 +100,7 @@ void run_generate(RunOptions options) {
                stats.prefill_seconds > 0 ? double(stats.prompt_tokens) / stats.prefill_seconds : 0.0,
                static_cast<long long>(decode_tokens), stats.decode_seconds,
                stats.decode_seconds > 0 ? double(decode_tokens) / stats.decode_seconds : 0.0);
+  if (expert_stream) std::fprintf(stderr, "hetmoe: %s\n", expert_stream->summary().c_str());
 }
 
 }  // namespace
@@ -104,6 +125,13 @@ void register_run(CLI::App& app) {
   cmd->add_option("-s,--seed", o->sampling.seed, "Sampling seed (default 42)");
   cmd->add_option("--stop", o->stops, "Stop when the generated text contains this string (repeatable)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating past the end-of-sequence token");
+  cmd->add_option("--format", o->format,
+                  "Routed-expert weights in DRAM: fp8 (as shipped), int8, int4, bf16 (requantised at load), "
+                  "ref (the checkpoint mapping, plain linear)")
+      ->check(CLI::IsMember({"fp8", "int8", "int4", "bf16", "ref"}));
+  cmd->add_option("--store", o->store,
+                  "Stream routed experts from this packed store (hetmoe pack); its format wins");
+  cmd->add_option("--dram-budget", o->dram_budget, "With --store: DRAM hetmoe may use, e.g. 16GiB");
   cmd->callback([o] { run_generate(*o); });
 }
 

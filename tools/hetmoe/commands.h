@@ -12,6 +12,11 @@ void register_logits(CLI::App& app);
 void register_run(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_plan(CLI::App& app);
+void register_profile(CLI::App& app);
+void register_probe(CLI::App& app);
+void register_pack(CLI::App& app);
+void register_bench(CLI::App& app);
 
 // Builds the full CLI (all subcommands) — main() and the CLI tests share it.
 void register_all(CLI::App& app);

@@ -1,0 +1,41 @@
+// This machine's limits, measured in the benchmark run itself: what the kernel benchmarks'
+// frac_of_limit counters divide by.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "cpu/threads.h"
+
+namespace hetmoe::bench {
+
+struct MachineLimits {
+  int threads = 1;
+  double read_bytes_per_second = 0;  // STREAM-like sum over a buffer >= 4x LLC, all threads
+  double fma_flops = 0;              // fp32 vfmadd231ps zmm: 2 flops x 16 lanes each
+  double bf16_dot_flops = 0;         // vdpbf16ps zmm: 2 flops x 32 pairs (0: CPU lacks AVX512_BF16)
+  double vnni_ops = 0;               // vpdpbusd zmm: 2 ops x 64 byte products
+};
+
+// Runs every measurement on `threads` (all of its slots busy); read_buffer_bytes sizes the
+// bandwidth buffer. Needs AVX-512 (F, BW, VNNI); returns zeros where the CPU lacks them.
+MachineLimits measure_limits(cpu::CpuThreads& threads, uint64_t read_buffer_bytes);
+
+// A rate measured over many short windows: the fastest window (the least disturbed on a shared
+// machine) and the mean over all windows.
+struct Rate {
+  double best = 0;
+  double mean = 0;
+};
+
+// The single measurements, for re-measuring a limit right next to the benchmark that divides
+// by it, with windows as long as the benchmark's own iterations (this machine is shared, so its
+// limits drift). Regions: 64-byte aligned; a window reads `regions_per_window` consecutive
+// regions (cycling), split across the slots; the first window is a warm-up.
+Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
+                            int64_t regions_per_window, int windows);
+enum class PeakKind { kFma, kBf16Dot, kVnni };
+// 0 when the CPU lacks the instruction (AVX512_BF16 / AVX512_VNNI).
+Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds, int windows);
+
+}  // namespace hetmoe::bench

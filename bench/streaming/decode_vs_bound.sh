@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Decode of a model larger than the DRAM budget, streamed from its packed store, against the
+# bound from its own measured miss bytes per token, the drive's bandwidth and the CPU kernel rate
+# (bench/RESULTS.md ## Streaming):
+#
+#   bound tokens/s = 1 / max(nvme_bytes_per_token / drive_bytes_per_s, cpu_seconds_per_token)
+#
+#   drive_bytes_per_s      `hetmoe bench --read-test` on the store (the engine's read pattern,
+#                          checksums on, as in decode)
+#   cpu_seconds_per_token  decode of a model with the same layers, dimensions and experts per
+#                          token but only 16 experts per layer, so they all sit in DRAM (same
+#                          kernels, same work per token, no I/O)
+#   nvme_bytes_per_token   what the streamed run itself read
+#
+# I/O and compute overlap when the streamed run reaches the bound (target >= 80%).
+# With --mmap also: the same model from its safetensors through mmap and the page cache (the
+# model's files are evicted from the page cache first with fadvise DONTNEED: a cold start),
+# against the streamed store of the same kernel (--ref-store, packed with --format ref).
+#
+# Usage: bench/streaming/decode_vs_bound.sh --model DIR --store STORE [--budget 8GiB] [--binary PATH]
+#          [-n 16] [-r 2] [--small DIR] [--mmap --ref-store STORE] [--read-seconds 10]
+set -euo pipefail
+
+BINARY=build/tools/hetmoe
+MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; MMAP=0; REF_STORE=; READ_SECONDS=10
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --binary) BINARY=$2; shift 2 ;;
+    --model) MODEL=$2; shift 2 ;;
+    --store) STORE=$2; shift 2 ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    -n) N=$2; shift 2 ;;
+    -r) R=$2; shift 2 ;;
+    --small) SMALL=$2; shift 2 ;;
+    --mmap) MMAP=1; shift ;;
+    --ref-store) REF_STORE=$2; shift 2 ;;
+    --read-seconds) READ_SECONDS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$MODEL" && -n "$STORE" ]] || { echo "--model and --store are required" >&2; exit 2; }
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+evict() {  # drop a folder's or file's pages from the page cache (no root needed)
+  python3 - "$@" <<'PY'
+import os, sys
+for top in sys.argv[1:]:
+    paths = [os.path.join(top, f) for f in os.listdir(top)] if os.path.isdir(top) else [top]
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+}
+
+echo "== drive: engine read pattern on the store" >&2
+"$BINARY" bench --store "$STORE" --read-test "$READ_SECONDS" -r 1 -o json > "$OUT/read.json"
+
+FORMAT=$(python3 - "$STORE" <<'PY'
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    head = f.read(24)
+print({1: "fp8", 2: "int8", 3: "int4", 4: "bf16", 5: "ref"}[struct.unpack_from("<I", head, 16)[0]])
+PY
+)
+if [[ -z "$SMALL" ]]; then
+  SMALL=$OUT/small
+  LAYERS=$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['num_hidden_layers'])")
+  echo "== CPU: making a ${LAYERS}-layer model with 16 experts per layer" >&2
+  "$BINARY" make-model -o "$SMALL" --preset ds3-layers --layers "$LAYERS" --experts 16 --seed 1 > /dev/null
+fi
+echo "== CPU: resident decode of the small model ($FORMAT)" >&2
+"$BINARY" bench -m "$SMALL" --format "$FORMAT" -p 0 -n "$N" -r "$R" -o json > "$OUT/cpu.json"
+
+echo "== streamed decode, budget $BUDGET" >&2
+evict "$STORE"
+"$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" \
+  --prefetch 0,1 --cache-policy lru,next-use -o json > "$OUT/stream.json"
+
+if [[ "$MMAP" == 1 ]]; then
+  [[ -n "$REF_STORE" ]] || { echo "--mmap needs --ref-store (a store packed with --format ref)" >&2; exit 2; }
+  echo "== mmap (page cache), cold" >&2
+  evict "$MODEL"
+  "$BINARY" bench -m "$MODEL" --format ref -p 0 -n "$N" -r "$R" -o json > "$OUT/mmap.json"
+  echo "== streamed ref store, cold" >&2
+  evict "$REF_STORE" "$MODEL"
+  "$BINARY" bench -m "$MODEL" --store "$REF_STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" -o json \
+    > "$OUT/stream_ref.json"
+fi
+
+python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" <<'PY'
+import json, os, sys
+out, model, store, budget = sys.argv[1:5]
+read = json.load(open(f"{out}/read.json"))[0]
+cpu = json.load(open(f"{out}/cpu.json"))[0]
+bw = read["bytes_per_second"]
+t_cpu = 1.0 / cpu["tokens_per_second"]
+size = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model) if f.endswith(".safetensors"))
+print(f"model {model}: {size/2**30:.1f} GiB; store {os.path.getsize(store)/2**30:.1f} GiB; budget {budget}")
+print(f"drive (engine read pattern, checksums on): {bw/1e9:.3f} GB/s; CPU (resident, same work per token): "
+      f"{cpu['tokens_per_second']:.3f} tokens/s = {t_cpu*1e3:.0f} ms/token")
+print()
+print("| policy | prefetch | t/s | NVMe MB/tok | hit % | recall % | over-fetch % | I/O wait % | I/O ms/tok | bound t/s | of bound |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for row in json.load(open(f"{out}/stream.json")):
+    t_io = row["nvme_bytes_per_token"] / bw
+    bound = 1.0 / max(t_io, t_cpu)
+    print(f"| {row['cache_policy']} | {'on' if row['prefetch'] else 'off'} | {row['tokens_per_second']:.3f} ± "
+          f"{row['tokens_per_second_sd']:.3f} | {row['nvme_bytes_per_token']/1e6:.1f} | {100*row['cache_hit_rate']:.1f} | "
+          f"{100*row['prefetch_recall']:.1f} | {100*row['prefetch_overfetch']:.1f} | {100*row['io_wait_share']:.1f} | "
+          f"{t_io*1e3:.0f} | {bound:.3f} | **{100*row['tokens_per_second']/bound:.0f}%** |")
+if os.path.exists(f"{out}/mmap.json"):
+    mm = json.load(open(f"{out}/mmap.json"))[0]
+    st = json.load(open(f"{out}/stream_ref.json"))[0]
+    print()
+    print("| path (ref kernel: cpu::linear on shipped FP8) | t/s | storage MB/tok (process read_bytes) |")
+    print("|---|---:|---:|")
+    print(f"| mmap + page cache, cold | {mm['tokens_per_second']:.3f} ± {mm['tokens_per_second_sd']:.3f} | "
+          f"{mm['process_read_bytes_per_token']/1e6:.1f} |")
+    print(f"| streamed store, budget {budget}, cold | {st['tokens_per_second']:.3f} ± {st['tokens_per_second_sd']:.3f} | "
+          f"{st['process_read_bytes_per_token']/1e6:.1f} |")
+    print(f"\nstreamed / mmap: {st['tokens_per_second']/mm['tokens_per_second']:.2f}x")
+PY

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Store reads in the engine's access pattern vs fio on the same file, same block size and queue
+# depth, in the same run (bench/RESULTS.md ## Streaming).
+#
+# The engine pattern (hetmoe bench --read-test, io/store_reads.h): random records, each read as
+# BLOCK-sized O_DIRECT reads into its own registered slot, RECORDS records in flight, QD reads in
+# the device, every record's xxHash64 verified on arrival. fio: io_uring, O_DIRECT, randread,
+# bs=BLOCK, iodepth=QD over the same store file. Rounds alternate engine / fio so drift in a
+# shared disk's bandwidth hits both.
+#
+# Target: engine >= 90% of fio.
+# Usage: bench/streaming/read_vs_fio.sh --store STORE [--binary PATH] [--block 1M] [--qd 64]
+#                                       [--records 8] [--seconds 10] [--rounds 2]
+set -euo pipefail
+
+BINARY=build/tools/hetmoe
+STORE=
+BLOCK=1M
+QD=64
+RECORDS=8
+SECONDS_PER=10
+ROUNDS=2
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --binary) BINARY=$2; shift 2 ;;
+    --store) STORE=$2; shift 2 ;;
+    --block) BLOCK=$2; shift 2 ;;
+    --qd) QD=$2; shift 2 ;;
+    --records) RECORDS=$2; shift 2 ;;
+    --seconds) SECONDS_PER=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$STORE" ]] || { echo "--store STORE is required" >&2; exit 2; }
+BLOCK_BYTES=$(numfmt --from=iec "${BLOCK}")
+
+engine() {  # $1: extra flag; prints GB/s
+  "$BINARY" bench --store "$STORE" --read-test "$SECONDS_PER" -r 1 --block-size "$BLOCK_BYTES" \
+    --queue-depth "$QD" --records-in-flight "$RECORDS" $1 -o json |
+    python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)[0]["bytes_per_second"]/1e9))'
+}
+fio_run() {  # $1: rw mode; prints GB/s
+  fio --name=store --filename="$STORE" --readonly --ioengine=io_uring --direct=1 --rw="$1" --bs="$BLOCK" \
+    --iodepth="$QD" --runtime="$SECONDS_PER" --time_based --output-format=json |
+    python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"]/1e9))'
+}
+
+echo "store: $STORE ($(du -h --apparent-size "$STORE" | cut -f1)), block $BLOCK, QD $QD, $RECORDS records in flight, ${SECONDS_PER}s per run"
+echo
+echo "| round | engine, verify (GB/s) | engine, no verify (GB/s) | fio randread (GB/s) | fio read (GB/s) |"
+echo "|---:|---:|---:|---:|---:|"
+declare -a EV EN FR FS
+for ((r = 1; r <= ROUNDS; r++)); do
+  ev=$(engine "")
+  fr=$(fio_run randread)
+  en=$(engine --no-verify)
+  fs=$(fio_run read)
+  EV+=("$ev"); EN+=("$en"); FR+=("$fr"); FS+=("$fs")
+  echo "| $r | $ev | $en | $fr | $fs |"
+done
+python3 - "${EV[*]}" "${EN[*]}" "${FR[*]}" "${FS[*]}" <<'PY'
+import sys
+ev, en, fr, fs = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+m = lambda v: sum(v) / len(v)
+print()
+print(f"mean: engine {m(ev):.3f} GB/s with checksums, {m(en):.3f} without; fio randread {m(fr):.3f}, fio read {m(fs):.3f}")
+print(f"engine / fio randread: {100*m(ev)/m(fr):.1f}% (verify), {100*m(en)/m(fr):.1f}% (no verify)  [target >= 90%]")
+PY

@@ -1,0 +1,99 @@
+// AVX-512 plain linear on the checkpoint's row-major weights (FP8 with 128×128 block scales,
+// BF16, F32): decode 16 weights in registers and FMA them with every token's x, so the weight
+// row is read once per call and never written out. Compiled with its own flags, called only
+// when cpu_features() says so.
+//
+// Per (row, token) the operations are fixed, whatever the token count: for each 128-column
+// block, blk = Σ fma(w', x, blk) over 16-wide chunks (w' = FP8 value / 256 via the fp16 trick
+// of packed_gemm_avx512.cpp, or the BF16/F32 value), total = fma(blk, 256·scale (or 1), total);
+// y = the 16 lanes of total summed in _mm512_reduce_add_ps's fixed tree. So a token's result
+// does not depend on the batch or the thread count.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "cpu/linear.h"
+
+namespace hetmoe::cpu::kernels {
+namespace {
+
+template <WeightFormat F>
+inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
+  if constexpr (F == WeightFormat::kFP8Block) {
+    const __m128i codes = _mm_maskz_loadu_epi8(mask, static_cast<const uint8_t*>(row) + k);
+    // fp16 bits = code << 7 with the sign moved from bit 14 to bit 15: E4M3 value / 256 exactly.
+    const __m256i shifted = _mm256_slli_epi16(_mm256_cvtepu8_epi16(codes), 7);
+    const __m256i half = _mm256_add_epi16(shifted, _mm256_and_si256(shifted, _mm256_set1_epi16(0x4000)));
+    return _mm512_cvtph_ps(half);
+  } else if constexpr (F == WeightFormat::kBF16) {
+    const __m256i bits = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(row) + k);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(row) + k);
+  }
+}
+
+template <WeightFormat F, int M>
+void rows(const WeightMatrix& w, const float* x, int64_t t0, int64_t row_begin, int64_t row_end, float* y) {
+  const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
+  const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
+  const int64_t scale_cols = (cols + block - 1) / block;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const void* row = static_cast<const uint8_t*>(w.data) + r * cols * element;
+    __m512 total[M];
+    for (int t = 0; t < M; ++t) total[t] = _mm512_setzero_ps();
+    for (int64_t b0 = 0; b0 < cols; b0 += block) {
+      const int64_t b1 = std::min(cols, b0 + block);
+      __m512 blk[M];
+      for (int t = 0; t < M; ++t) blk[t] = _mm512_setzero_ps();
+      for (int64_t k = b0; k < b1; k += 16) {
+        const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
+        const __m512 wv = load_weights<F>(row, k, mask);
+        for (int t = 0; t < M; ++t)
+          blk[t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, x + (t0 + t) * cols + k), blk[t]);
+      }
+      float scale = 1.0f;
+      if constexpr (F == WeightFormat::kFP8Block)
+        scale = w.scale_inv[(r / block) * scale_cols + b0 / block] * 256.0f;
+      for (int t = 0; t < M; ++t) total[t] = _mm512_fmadd_ps(blk[t], _mm512_set1_ps(scale), total[t]);
+    }
+    for (int t = 0; t < M; ++t) y[(t0 + t) * w.rows + r] = _mm512_reduce_add_ps(total[t]);
+  }
+}
+
+template <WeightFormat F>
+void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+         float* y) {
+  for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
+    switch (std::min<int64_t>(4, tokens - t0)) {
+      case 1:
+        rows<F, 1>(w, x, t0, row_begin, row_end, y);
+        break;
+      case 2:
+        rows<F, 2>(w, x, t0, row_begin, row_end, y);
+        break;
+      case 3:
+        rows<F, 3>(w, x, t0, row_begin, row_end, y);
+        break;
+      default:
+        rows<F, 4>(w, x, t0, row_begin, row_end, y);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+void linear_rows_avx512(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin,
+                        int64_t row_end, float* y) {
+  switch (w.format) {
+    case WeightFormat::kFP8Block:
+      return run<WeightFormat::kFP8Block>(w, x, tokens, row_begin, row_end, y);
+    case WeightFormat::kBF16:
+      return run<WeightFormat::kBF16>(w, x, tokens, row_begin, row_end, y);
+    case WeightFormat::kF32:
+      return run<WeightFormat::kF32>(w, x, tokens, row_begin, row_end, y);
+  }
+}
+
+}  // namespace hetmoe::cpu::kernels

@@ -1,0 +1,62 @@
+// y = W x for a packed weight matrix (cpu/packed_matrix.h) over a range of its 16-row panels:
+// the kernel under the expert FFN.
+//
+// Two kernel shapes per format and ISA, chosen by the token count: decode (few tokens) fuses
+// the weight decode into the dot products and streams each panel once; prefill (many tokens)
+// decodes a panel pair's group once into an L1 tile and runs a register-blocked GEMM over
+// 8-token blocks (FP8/BF16: fp32 FMA; INT8/INT4: vpdpbusd on int8 activations).
+//
+// Numerics, the same for every kernel shape and ISA path, so a result never depends on the
+// ISA, the token count, the batch or the thread count (bitwise):
+//   FP8   per (token, row): for each group of 128 k in order, blk = Σ_k fma(w/256, x, blk)
+//         sequentially from 0; total = fma(blk, 256·scale, total).
+//   BF16  the same with scale 1 (total = blk + total).
+//   INT8/INT4  acc = comp + Σ_k u8(w)·q(x) (int32, exact); total = fma(float(acc), sw·sx, total).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "cpu/packed_matrix.h"
+
+namespace hetmoe::cpu {
+
+// Below this many tokens the decode kernel runs (in chunks of up to 4 tokens); from it on the
+// prefill GEMM. A speed choice only: both give the same bits.
+inline constexpr int64_t kPrefillMinTokens = 8;
+// Tokens per prefill register block: ActivationView::tokens_padded must be a multiple of it.
+inline constexpr int64_t kPrefillTokenBlock = 8;
+
+// Per-thread working memory of the prefill kernels, grown on first use.
+struct GemmScratch {
+  std::vector<float> tile;     // decoded weight tile
+  std::vector<float> output;   // f32 [tokens_padded, 32] totals of one panel pair
+  std::vector<uint8_t> bytes;  // unpacked INT4 tile
+};
+
+struct PackedGemmArgs {
+  PackedMatrix w;
+  ActivationView a;
+  int64_t tokens = 0;  // valid token rows of x and y (≤ a.tokens_padded)
+  int64_t panel_begin = 0;
+  int64_t panel_end = 0;
+  // f32 [tokens, y_stride]: y[t * y_stride + j] = output row 16 * panel_begin + j, written for
+  // rows < w.layout.rows only.
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  GemmScratch* scratch = nullptr;
+};
+
+void packed_gemm(const PackedGemmArgs& args, Isa isa);
+
+// Tokens rounded up to what the kernel for `tokens` needs in ActivationView::tokens_padded.
+int64_t padded_tokens(int64_t tokens);
+
+namespace kernels {
+void packed_gemm_scalar(const PackedGemmArgs& args);
+void packed_gemm_avx2(const PackedGemmArgs& args);
+void packed_gemm_avx512(const PackedGemmArgs& args);
+}  // namespace kernels
+
+}  // namespace hetmoe::cpu

@@ -1,0 +1,422 @@
+// AVX-512 packed GEMM (AVX512F/BW + VNNI): compiled with its own flags, called only when
+// cpu_features() says the CPU has them. Numerics: cpu/packed_gemm.h (bitwise the scalar path).
+//
+// NOTES:
+// - FP8 decode without a table: a code's bits shifted into an fp16 (sign to bit 15, E4M3
+//   magnitude to bits 13..7) are the code's value / 256 exactly, subnormals included, and
+//   vcvtph2ps widens fp16 exactly; the ×256 lives in the packed block scale. 64 codes cost 5
+//   integer ops + 2 extracts + 4 conversions.
+// - INT8/INT4 use vpdpbusd (u8 weights × s8 activations) for decode too: one instruction per
+//   64 weights per token, so unpacking never limits the stream (INT4: 3 ops per 128 weights).
+// - Decode keeps P panels × M tokens independent FMA chains in flight (FMA latency 4, 2 ports);
+//   prefill decodes a panel pair's group once into an L1 tile and runs 8 tokens × 32 rows.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/packed_gemm.h"
+
+namespace hetmoe::cpu::kernels {
+namespace {
+
+using Format = PackedFormat;
+
+inline void decode_fp8_chunk(const uint8_t* codes, __m512& w0, __m512& w1, __m512& w2, __m512& w3) {
+  const __m512i v = _mm512_load_si512(codes);
+  const __m512i keep = _mm512_set1_epi16(int16_t(0xBF80));  // sign + 7 magnitude bits of the fp16
+  const __m512i odd = _mm512_and_si512(_mm512_srai_epi16(v, 1), keep);
+  const __m512i even = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(v, 8), 1), keep);
+  w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(even));
+  w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(even, 1));
+  w2 = _mm512_cvtph_ps(_mm512_castsi512_si256(odd));
+  w3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(odd, 1));
+}
+
+// 64 bytes = 16 rows × bf16 pair (k, k+1) -> two vectors of 16 rows.
+inline void decode_bf16_chunk(const uint8_t* values, __m512& w0, __m512& w1) {
+  const __m512i v = _mm512_load_si512(values);
+  w0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  w1 = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xFFFF0000u))));
+}
+
+// acc += u8(w) · s8(x) by 4-byte groups. Inline asm because GCC 12 copies each accumulator
+// through a spare register around every vpdpbusd when it comes from the intrinsic (measured: 2
+// extra moves per instruction halved the prefill rate).
+inline __m512i dpbusd(__m512i acc, __m512i w, __m512i x) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+  return acc;
+}
+
+// Decode streams P panels at once; the hardware prefetchers alone left FP8 decode at ~70% of the
+// read bandwidth (its decode work leaves fewer cycles to cover DRAM latency), so each chunk also
+// prefetches the one 2 KiB ahead in its panel (measured: 2 KiB ≥ 4 KiB ≈ 8 KiB > none).
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes), _MM_HINT_T0);
+}
+
+inline __m512i broadcast_quad(const int8_t* q) {
+  int32_t value;
+  std::memcpy(&value, q, 4);
+  return _mm512_set1_epi32(value);
+}
+
+inline void store_rows(float* y, __m512 value, int64_t valid) {
+  if (valid >= 16) {
+    _mm512_storeu_ps(y, value);
+  } else if (valid > 0) {
+    _mm512_mask_storeu_ps(y, __mmask16((1u << valid) - 1), value);
+  }
+}
+
+struct Ctx {
+  const PackedGemmArgs& args;
+  int64_t valid_rows(int64_t panel) const {
+    return std::min<int64_t>(kPanelRows, args.w.layout.rows - panel * kPanelRows);
+  }
+  float* y_at(int64_t t, int64_t panel) const {
+    return args.y + t * args.y_stride + (panel - args.panel_begin) * kPanelRows;
+  }
+  const uint8_t* group(int64_t panel, int64_t g) const {
+    const PackedLayout& l = args.w.layout;
+    return args.w.panel(panel) + l.header_bytes + g * l.group_bytes;
+  }
+  float fp8_scale(int64_t panel, int64_t g) const {
+    return reinterpret_cast<const float*>(args.w.panel(panel))[g];
+  }
+  const float* int_scales(int64_t panel, int64_t g) const {
+    return reinterpret_cast<const float*>(group(panel, g) + args.w.layout.group_bytes - 64);
+  }
+};
+
+// --- decode: P panels × M tokens (M ≤ 4), weights decoded in registers -------------------------
+
+template <Format F, int P, int M>
+void decode_block(const Ctx& c, int64_t p0, int64_t t0) {
+  const ActivationView& a = c.args.a;
+  const int64_t groups = c.args.w.layout.groups;
+  __m512 total[P][M];
+  for (int i = 0; i < P; ++i)
+    for (int t = 0; t < M; ++t) total[i][t] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* w[P];
+    for (int i = 0; i < P; ++i) w[i] = c.group(p0 + i, g);
+    if constexpr (F == Format::kFP8 || F == Format::kBF16) {
+      const float* x[M];
+      for (int t = 0; t < M; ++t) x[t] = a.x + (t0 + t) * a.x_stride + g * kGroupCols;
+      __m512 blk[P][M];
+      for (int i = 0; i < P; ++i)
+        for (int t = 0; t < M; ++t) blk[i][t] = _mm512_setzero_ps();
+      if constexpr (F == Format::kFP8) {
+        for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+          for (int i = 0; i < P; ++i) {
+            prefetch(w[i] + ch * 64);
+            __m512 w0, w1, w2, w3;
+            decode_fp8_chunk(w[i] + ch * 64, w0, w1, w2, w3);
+            for (int t = 0; t < M; ++t) {
+              const float* xk = x[t] + 4 * ch;
+              blk[i][t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(xk[0]), blk[i][t]);
+              blk[i][t] = _mm512_fmadd_ps(w1, _mm512_set1_ps(xk[1]), blk[i][t]);
+              blk[i][t] = _mm512_fmadd_ps(w2, _mm512_set1_ps(xk[2]), blk[i][t]);
+              blk[i][t] = _mm512_fmadd_ps(w3, _mm512_set1_ps(xk[3]), blk[i][t]);
+            }
+          }
+        }
+        for (int i = 0; i < P; ++i) {
+          const __m512 scale = _mm512_set1_ps(c.fp8_scale(p0 + i, g));
+          for (int t = 0; t < M; ++t) total[i][t] = _mm512_fmadd_ps(blk[i][t], scale, total[i][t]);
+        }
+      } else {
+        for (int64_t ch = 0; ch < kGroupCols / 2; ++ch) {
+          for (int i = 0; i < P; ++i) {
+            prefetch(w[i] + ch * 64);
+            __m512 w0, w1;
+            decode_bf16_chunk(w[i] + ch * 64, w0, w1);
+            for (int t = 0; t < M; ++t) {
+              const float* xk = x[t] + 2 * ch;
+              blk[i][t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(xk[0]), blk[i][t]);
+              blk[i][t] = _mm512_fmadd_ps(w1, _mm512_set1_ps(xk[1]), blk[i][t]);
+            }
+          }
+        }
+        for (int i = 0; i < P; ++i)
+          for (int t = 0; t < M; ++t) total[i][t] = _mm512_add_ps(total[i][t], blk[i][t]);
+      }
+    } else {
+      const int8_t* q[M];
+      __m512i acc[P][M];
+      for (int t = 0; t < M; ++t) {
+        q[t] = a.q + (t0 + t) * a.q_stride + g * kGroupCols;
+        const __m512i comp = _mm512_set1_epi32(a.comp[(t0 + t) * a.groups + g]);
+        for (int i = 0; i < P; ++i) acc[i][t] = comp;
+      }
+      if constexpr (F == Format::kINT8) {
+        for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
+          for (int i = 0; i < P; ++i) {
+            prefetch(w[i] + ch * 64);
+            const __m512i wv = _mm512_load_si512(w[i] + ch * 64);
+            for (int t = 0; t < M; ++t) acc[i][t] = dpbusd(acc[i][t], wv, broadcast_quad(q[t] + 4 * ch));
+          }
+      } else {
+        const __m512i low4 = _mm512_set1_epi8(0x0F);
+        for (int64_t ch = 0; ch < kGroupCols / 8; ++ch)
+          for (int i = 0; i < P; ++i) {
+            prefetch(w[i] + ch * 64);
+            const __m512i v = _mm512_load_si512(w[i] + ch * 64);
+            const __m512i lo = _mm512_and_si512(v, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            for (int t = 0; t < M; ++t) {
+              acc[i][t] = dpbusd(acc[i][t], lo, broadcast_quad(q[t] + 8 * ch));
+              acc[i][t] = dpbusd(acc[i][t], hi, broadcast_quad(q[t] + 8 * ch + 4));
+            }
+          }
+      }
+      for (int i = 0; i < P; ++i) {
+        const __m512 sw = _mm512_load_ps(c.int_scales(p0 + i, g));
+        for (int t = 0; t < M; ++t) {
+          const __m512 scale = _mm512_mul_ps(sw, _mm512_set1_ps(a.scale[(t0 + t) * a.groups + g]));
+          total[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][t]), scale, total[i][t]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < P; ++i)
+    for (int t = 0; t < M; ++t) store_rows(c.y_at(t0 + t, p0 + i), total[i][t], c.valid_rows(p0 + i));
+}
+
+template <Format F, int P>
+void decode_panels(const Ctx& c, int64_t p0, int64_t t0, int64_t m) {
+  switch (m) {
+    case 1:
+      return decode_block<F, P, 1>(c, p0, t0);
+    case 2:
+      return decode_block<F, P, 2>(c, p0, t0);
+    case 3:
+      return decode_block<F, P, 3>(c, p0, t0);
+    default:
+      return decode_block<F, P, 4>(c, p0, t0);
+  }
+}
+
+template <Format F>
+void decode(const Ctx& c) {
+  const PackedGemmArgs& args = c.args;
+  for (int64_t t0 = 0; t0 < args.tokens; t0 += 4) {
+    const int64_t m = std::min<int64_t>(4, args.tokens - t0);
+    int64_t p = args.panel_begin;
+    if (m <= 2) {
+      for (; p + 4 <= args.panel_end; p += 4) decode_panels<F, 4>(c, p, t0, m);
+    } else {
+      for (; p + 2 <= args.panel_end; p += 2) decode_panels<F, 2>(c, p, t0, m);
+    }
+    for (; p < args.panel_end; ++p) decode_panels<F, 1>(c, p, t0, m);
+  }
+}
+
+// --- prefill: R panels (≤ 2) × all tokens, 8-token register blocks ----------------------------
+
+constexpr int kT = int(kPrefillTokenBlock);
+
+// FP8/BF16: tile = f32 [128 k][32 rows] (panel i at column 16 i).
+template <int R>
+void fp32_tile_gemm(const float* tile, const float* x, int64_t x_stride, const __m512* scale, bool add,
+                    float* out) {
+  __m512 acc[kT][R];
+  for (int t = 0; t < kT; ++t)
+    for (int i = 0; i < R; ++i) acc[t][i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kGroupCols; ++k) {
+    __m512 w[R];
+    for (int i = 0; i < R; ++i) w[i] = _mm512_load_ps(tile + k * 32 + 16 * i);
+    for (int t = 0; t < kT; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[t * x_stride + k]);
+      for (int i = 0; i < R; ++i) acc[t][i] = _mm512_fmadd_ps(w[i], xb, acc[t][i]);
+    }
+  }
+  for (int t = 0; t < kT; ++t)
+    for (int i = 0; i < R; ++i) {
+      float* o = out + t * 32 + 16 * i;
+      const __m512 prev = _mm512_load_ps(o);
+      _mm512_store_ps(o, add ? _mm512_add_ps(prev, acc[t][i]) : _mm512_fmadd_ps(acc[t][i], scale[i], prev));
+    }
+}
+
+// INT8/INT4: quad ch of panel i at w[i] + ch * stride (64 bytes: 16 rows × 4 k).
+template <int R>
+void int_tile_gemm(const uint8_t* const* w, int64_t stride, const ActivationView& a, int64_t t0, int64_t g,
+                   const __m512* sw, float* out) {
+  __m512i acc[kT][R];
+  const int8_t* q[kT];
+  for (int t = 0; t < kT; ++t) {
+    q[t] = a.q + (t0 + t) * a.q_stride + g * kGroupCols;
+    const __m512i comp = _mm512_set1_epi32(a.comp[(t0 + t) * a.groups + g]);
+    for (int i = 0; i < R; ++i) acc[t][i] = comp;
+  }
+  for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+    __m512i wv[R];
+    for (int i = 0; i < R; ++i) wv[i] = _mm512_load_si512(w[i] + ch * stride);
+    for (int t = 0; t < kT; ++t) {
+      const __m512i xb = broadcast_quad(q[t] + 4 * ch);
+      for (int i = 0; i < R; ++i) acc[t][i] = dpbusd(acc[t][i], wv[i], xb);
+    }
+  }
+  for (int t = 0; t < kT; ++t) {
+    const __m512 sx = _mm512_set1_ps(a.scale[(t0 + t) * a.groups + g]);
+    for (int i = 0; i < R; ++i) {
+      float* o = out + t * 32 + 16 * i;
+      const __m512 scale = _mm512_mul_ps(sw[i], sx);
+      _mm512_store_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t][i]), scale, _mm512_load_ps(o)));
+    }
+  }
+}
+
+// 64-byte aligned storage inside a scratch vector.
+template <class T>
+T* aligned_span(std::vector<T>& v, size_t count) {
+  v.resize(count + 64 / sizeof(T));
+  auto address = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<T*>((address + 63) & ~uintptr_t(63));
+}
+
+// Up to 8 panel pairs share each group's pass over the activations: the group's x slice (all
+// tokens × 128 k, 64 KB of f32 at 128 tokens) is read from L3 once per 8 pairs instead of once
+// per pair (at 128 tokens x is 3.6 MB, more than L2, and re-reading it per pair made the FP8
+// prefill L3-bound at ~25% of the FMA peak).
+constexpr int64_t kPairsPerBlock = 8;
+
+struct PrefillUnit {
+  int64_t p0 = 0;
+  int r = 2;                 // panels in the unit (1 or 2)
+  float* tile = nullptr;     // FP8/BF16: f32 [128 k][32 rows]
+  uint8_t* bytes = nullptr;  // INT4: u8 [32 quads][2 panels][64]
+  float* out = nullptr;      // f32 [tokens_padded, 32]: the unit's totals
+  __m512 scale[2];           // FP8/BF16: per panel (BF16: 1)
+  __m512 sw[2];              // INT: row scales of the group
+  const uint8_t* quads[2];   // INT: quad 0 of each panel
+  int64_t stride = 64;       // INT: bytes between quads
+};
+
+template <Format F>
+void prepare_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
+  for (int i = 0; i < u.r; ++i) {
+    const uint8_t* w = c.group(u.p0 + i, g);
+    if constexpr (F == Format::kFP8) {
+      u.scale[i] = _mm512_set1_ps(c.fp8_scale(u.p0 + i, g));
+      for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+        __m512 w0, w1, w2, w3;
+        decode_fp8_chunk(w + ch * 64, w0, w1, w2, w3);
+        float* dst = u.tile + 4 * ch * 32 + 16 * i;
+        _mm512_store_ps(dst, w0);
+        _mm512_store_ps(dst + 32, w1);
+        _mm512_store_ps(dst + 64, w2);
+        _mm512_store_ps(dst + 96, w3);
+      }
+    } else if constexpr (F == Format::kBF16) {
+      u.scale[i] = _mm512_set1_ps(1.0f);
+      for (int64_t ch = 0; ch < kGroupCols / 2; ++ch) {
+        __m512 w0, w1;
+        decode_bf16_chunk(w + ch * 64, w0, w1);
+        float* dst = u.tile + 2 * ch * 32 + 16 * i;
+        _mm512_store_ps(dst, w0);
+        _mm512_store_ps(dst + 32, w1);
+      }
+    } else if constexpr (F == Format::kINT8) {
+      u.sw[i] = _mm512_load_ps(c.int_scales(u.p0 + i, g));
+      u.quads[i] = w;
+      u.stride = 64;
+    } else {
+      // Unpack the group's nibbles once: quad ch of panel i at bytes + ch * 128 + 64 i.
+      u.sw[i] = _mm512_load_ps(c.int_scales(u.p0 + i, g));
+      const __m512i low4 = _mm512_set1_epi8(0x0F);
+      for (int64_t ch = 0; ch < kGroupCols / 8; ++ch) {
+        const __m512i v = _mm512_load_si512(w + ch * 64);
+        _mm512_store_si512(u.bytes + (2 * ch) * 128 + 64 * i, _mm512_and_si512(v, low4));
+        _mm512_store_si512(u.bytes + (2 * ch + 1) * 128 + 64 * i,
+                           _mm512_and_si512(_mm512_srli_epi16(v, 4), low4));
+      }
+      u.quads[i] = u.bytes + 64 * i;
+      u.stride = 128;
+    }
+  }
+}
+
+template <Format F, int R>
+void run_unit(const Ctx& c, const PrefillUnit& u, int64_t g, int64_t t0) {
+  const ActivationView& a = c.args.a;
+  if constexpr (F == Format::kFP8 || F == Format::kBF16) {
+    fp32_tile_gemm<R>(u.tile, a.x + t0 * a.x_stride + g * kGroupCols, a.x_stride, u.scale, F == Format::kBF16,
+                      u.out + t0 * 32);
+  } else {
+    int_tile_gemm<R>(u.quads, u.stride, a, t0, g, u.sw, u.out + t0 * 32);
+  }
+}
+
+template <Format F>
+void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
+  const PackedGemmArgs& args = c.args;
+  const int64_t tokens_padded = args.a.tokens_padded, groups = args.w.layout.groups;
+  const int64_t units = (p_end - p_begin + 1) / 2;
+  constexpr bool kFloatTile = F == Format::kFP8 || F == Format::kBF16;
+  float* out = aligned_span(args.scratch->output, size_t(units * tokens_padded * 32));
+  std::fill(out, out + units * tokens_padded * 32, 0.0f);
+  float* tiles = kFloatTile ? aligned_span(args.scratch->tile, size_t(units * kGroupCols * 32)) : nullptr;
+  uint8_t* bytes =
+      F == Format::kINT4 ? aligned_span(args.scratch->bytes, size_t(units * kGroupCols * 32)) : nullptr;
+  PrefillUnit unit[kPairsPerBlock];
+  for (int64_t u = 0; u < units; ++u) {
+    unit[u].p0 = p_begin + 2 * u;
+    unit[u].r = int(std::min<int64_t>(2, p_end - unit[u].p0));
+    unit[u].out = out + u * tokens_padded * 32;
+    if (tiles) unit[u].tile = tiles + u * kGroupCols * 32;
+    if (bytes) unit[u].bytes = bytes + u * kGroupCols * 32;
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t u = 0; u < units; ++u) prepare_unit<F>(c, g, unit[u]);
+    for (int64_t t0 = 0; t0 < tokens_padded; t0 += kT)
+      for (int64_t u = 0; u < units; ++u) {
+        if (unit[u].r == 2) {
+          run_unit<F, 2>(c, unit[u], g, t0);
+        } else {
+          run_unit<F, 1>(c, unit[u], g, t0);
+        }
+      }
+  }
+  for (int64_t u = 0; u < units; ++u)
+    for (int64_t t = 0; t < args.tokens; ++t)
+      for (int i = 0; i < unit[u].r; ++i)
+        store_rows(c.y_at(t, unit[u].p0 + i), _mm512_load_ps(unit[u].out + t * 32 + 16 * i),
+                   c.valid_rows(unit[u].p0 + i));
+}
+
+template <Format F>
+void prefill(const Ctx& c) {
+  for (int64_t p = c.args.panel_begin; p < c.args.panel_end; p += 2 * kPairsPerBlock)
+    prefill_block<F>(c, p, std::min(c.args.panel_end, p + 2 * kPairsPerBlock));
+}
+
+template <Format F>
+void run(const PackedGemmArgs& args) {
+  const Ctx c{args};
+  if (args.tokens < kPrefillMinTokens) {
+    decode<F>(c);
+  } else {
+    prefill<F>(c);
+  }
+}
+
+}  // namespace
+
+void packed_gemm_avx512(const PackedGemmArgs& args) {
+  switch (args.w.layout.format) {
+    case Format::kFP8:
+      return run<Format::kFP8>(args);
+    case Format::kBF16:
+      return run<Format::kBF16>(args);
+    case Format::kINT8:
+      return run<Format::kINT8>(args);
+    case Format::kINT4:
+      return run<Format::kINT4>(args);
+  }
+}
+
+}  // namespace hetmoe::cpu::kernels

@@ -1,0 +1,99 @@
+// A machine as the planner sees it: CPU (topology and the measured rates of hetmoe's CPU
+// kernels per weight format), DRAM, an NVMe drive and GPUs — each as achievable rates, not
+// datasheet peaks. `hetmoe probe` measures one; tools/profiles/ holds hand-written ones for
+// machines we do not have, each with its sources. The JSON schema is in docs/PLANNER.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace hetmoe::plan {
+
+// Formats a weight can be held in. kAsShipped is resolved against the checkpoint before use.
+enum class WeightFormat { kF32, kBF16, kFP8, kINT8, kINT4 };
+inline constexpr int kWeightFormatCount = 5;
+std::string_view weight_format_name(WeightFormat format);  // "fp8", "int4", ...
+// Parses "f32|bf16|fp8|int8|int4"; throws hetmoe::Error naming the accepted spellings.
+WeightFormat parse_weight_format(std::string_view name);
+// Storage per weight including its scales, as hetmoe's packed expert layouts hold them
+// (cpu/packed_matrix.h): FP8 with an f32 scale per 16 rows x 128 columns, INT8 / INT4 with an
+// f32 scale per row and group of 128 (8.25 / 4.25 bits), BF16, F32.
+double weight_format_bits(WeightFormat format);
+
+// A CPU kernel's speed for one weight format, as a linear cost model of one weight matrix
+// with P parameters taking B bytes, run over n tokens:
+//   t(n) = B / decode_weight_bytes_per_second + 2·(n−1)·P / prefill_flops_per_second
+// so t(1) is the decode (GEMV) time and the slope is the GEMM rate (docs/PLANNER.md §3).
+struct CpuKernelRate {
+  double decode_weight_bytes_per_second = 0;  // weight bytes consumed per second at 1 token
+  double prefill_flops_per_second = 0;        // marginal FLOP/s per extra token
+  bool present() const { return decode_weight_bytes_per_second > 0 && prefill_flops_per_second > 0; }
+};
+
+struct CpuProfile {
+  std::string model;
+  int sockets = 1;
+  int numa_nodes = 1;
+  int physical_cores = 1;
+  int threads = 1;  // hardware threads
+  uint64_t l1d_bytes = 0, l2_bytes = 0, l3_bytes = 0;  // per core (L1/L2) and per socket (L3)
+  std::vector<std::string> isa;                        // "avx2", "avx512f", "avx512_bf16", "amx", ...
+  CpuKernelRate kernels[kWeightFormatCount];        // routed-expert kernels, indexed by WeightFormat
+  CpuKernelRate dense_kernels[kWeightFormatCount];  // attention, dense, shared, lm_head (absent: kernels)
+  // Fixed cost of one parallel kernel call (thread-pool fork/join), seconds.
+  double kernel_call_overhead_seconds = 0;
+
+  const CpuKernelRate& kernel(WeightFormat f) const { return kernels[int(f)]; }
+  const CpuKernelRate& dense_kernel(WeightFormat f) const {
+    return dense_kernels[int(f)].present() ? dense_kernels[int(f)] : kernels[int(f)];
+  }
+};
+
+struct DramProfile {
+  uint64_t bytes = 0;
+  double read_bytes_per_second = 0;  // achievable (STREAM-like), all sockets together
+};
+
+struct NvmeProfile {
+  uint64_t bytes = 0;                // capacity available for the expert store (0: none)
+  double read_bytes_per_second = 0;  // O_DIRECT large-block reads at depth
+  std::string path;                  // what was measured (probe) or the drive (hand-written)
+  std::string method;                // "pread O_DIRECT 4 MiB", ...
+  bool present() const { return bytes > 0 && read_bytes_per_second > 0; }
+};
+
+struct GpuProfile {
+  std::string name;
+  uint64_t memory_bytes = 0;
+  double hbm_bytes_per_second = 0;        // achievable
+  double fp8_flops_per_second = 0;        // dense tensor-core FP8 (0: none, FP8 runs as BF16)
+  double bf16_flops_per_second = 0;       // dense tensor-core BF16
+  double pcie_h2d_bytes_per_second = 0;   // pinned host-to-device copies
+  uint64_t reserved_bytes = 0;            // CUDA context, workspace: not for weights
+  double launch_overhead_seconds = 0;     // per kernel launch / sync within a layer
+};
+
+struct HardwareProfile {
+  std::string name;
+  std::vector<std::string> source;  // where every number comes from
+  bool measured = false;            // true: written by `hetmoe probe`
+  CpuProfile cpu;
+  DramProfile dram;
+  NvmeProfile nvme;
+  std::vector<GpuProfile> gpus;
+  bool has_gpu() const { return !gpus.empty(); }
+};
+
+// Parses and validates a profile; `origin` names the file in errors. Throws hetmoe::Error
+// naming the field for a missing or out-of-range value.
+HardwareProfile parse_hardware_profile(const nlohmann::json& json, const std::string& origin = "profile");
+HardwareProfile load_hardware_profile(const std::filesystem::path& path);
+nlohmann::json hardware_profile_to_json(const HardwareProfile& profile);
+
+}  // namespace hetmoe::plan

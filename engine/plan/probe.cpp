@@ -1,0 +1,482 @@
+#include "engine/plan/probe.h"
+
+#include <fcntl.h>
+#include <hwloc.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cpu/cpu_features.h"
+#include "cpu/expert_ffn.h"
+#include "cpu/linear.h"
+#include "cpu/packed_matrix.h"
+#include "cpu/threads.h"
+#include "cpu/ops.h"
+#include "engine/core/error.h"
+
+namespace hetmoe::plan {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kMiB = uint64_t(1) << 20;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The clock CPU measurements are timed with: wall, or process CPU seconds / threads (ProbeOptions).
+// Set once by probe_machine before any measurement; read-only afterwards.
+struct PassClock {
+  bool cpu_time = false;
+  double threads = 1;
+  // Wall clock keeps the fastest pass (the least disturbed); CPU time keeps the median pass, the
+  // typical memory-bandwidth interference a long run on a shared machine also sees.
+  double pick(std::vector<double> passes) const {
+    std::sort(passes.begin(), passes.end());
+    return cpu_time ? passes[passes.size() / 2] : passes.front();
+  }
+  int min_passes() const { return cpu_time ? 5 : 2; }
+  double now() const {
+    if (!cpu_time) return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec)) / threads;
+  }
+};
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<uint8_t, FreeDeleter>;
+
+AlignedBuffer aligned_alloc_bytes(uint64_t bytes, const char* what) {
+  void* p = nullptr;
+  const size_t rounded = size_t((bytes + 4095) / 4096 * 4096);
+  check(posix_memalign(&p, 4096, rounded) == 0 && p != nullptr,
+        fmt::format("cannot allocate {} MiB for the {} test", bytes / kMiB, what), {.hint = "free some memory"});
+  return AlignedBuffer(static_cast<uint8_t*>(p));
+}
+
+struct Topology {
+  int sockets = 1, numa_nodes = 1, cores = 1, threads = 1;
+  uint64_t l1d = 0, l2 = 0, l3 = 0, memory = 0;
+  std::string model;
+};
+
+Topology read_topology() {
+  Topology t;
+  hwloc_topology_t topo = nullptr;
+  if (hwloc_topology_init(&topo) != 0 || hwloc_topology_load(topo) != 0) {
+    if (topo) hwloc_topology_destroy(topo);
+    t.threads = t.cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    t.memory = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGE_SIZE));
+    return t;
+  }
+  auto count = [&](hwloc_obj_type_t type) { return std::max(1, hwloc_get_nbobjs_by_type(topo, type)); };
+  t.sockets = count(HWLOC_OBJ_PACKAGE);
+  t.numa_nodes = count(HWLOC_OBJ_NUMANODE);
+  t.cores = count(HWLOC_OBJ_CORE);
+  t.threads = count(HWLOC_OBJ_PU);
+  auto cache = [&](hwloc_obj_type_t type) -> uint64_t {
+    hwloc_obj_t obj = hwloc_get_obj_by_type(topo, type, 0);
+    return obj && obj->attr ? uint64_t(obj->attr->cache.size) : 0;
+  };
+  t.l1d = cache(HWLOC_OBJ_L1CACHE);
+  t.l2 = cache(HWLOC_OBJ_L2CACHE);
+  t.l3 = cache(HWLOC_OBJ_L3CACHE);
+  t.memory = uint64_t(hwloc_get_root_obj(topo)->total_memory);
+  if (t.memory == 0) t.memory = uint64_t(sysconf(_SC_PHYS_PAGES)) * uint64_t(sysconf(_SC_PAGE_SIZE));
+  if (hwloc_obj_t package = hwloc_get_obj_by_type(topo, HWLOC_OBJ_PACKAGE, 0)) {
+    if (const char* model = hwloc_obj_get_info_by_name(package, "CPUModel")) t.model = model;
+  }
+  hwloc_topology_destroy(topo);
+  return t;
+}
+
+std::vector<std::string> isa_list() {
+  const cpu::CpuFeatures& f = cpu::cpu_features();
+  std::vector<std::string> isa;
+  auto add = [&](bool present, const char* name) {
+    if (present) isa.push_back(name);
+  };
+  add(f.avx2, "avx2");
+  add(f.fma, "fma");
+  add(f.f16c, "f16c");
+  add(f.avx512f, "avx512f");
+  add(f.avx512bw, "avx512bw");
+  add(f.avx512vl, "avx512vl");
+  add(f.avx512_vnni, "avx512_vnni");
+  add(f.avx512_bf16, "avx512_bf16");
+  add(f.avx_vnni, "avx_vnni");
+  return isa;
+}
+
+// Expert-shaped matrices ([inter, hidden] and [hidden, inter] of DeepSeek-V3) in one format,
+// enough of them to exceed the last-level cache so each pass streams from DRAM.
+struct MatrixSet {
+  std::vector<AlignedBuffer> data, scales;
+  std::vector<cpu::WeightMatrix> matrices;
+  double bytes = 0, params = 0;
+};
+
+MatrixSet make_matrices(cpu::WeightFormat format, uint64_t target_bytes) {
+  constexpr int64_t kHidden = 7168, kInter = 2048, kBlock = 128;
+  MatrixSet set;
+  while (set.bytes < double(target_bytes) || set.matrices.size() < 2) {
+    const bool down = set.matrices.size() % 2 == 1;
+    cpu::WeightMatrix w{.format = format, .rows = down ? kHidden : kInter, .cols = down ? kInter : kHidden, .block = kBlock};
+    const uint64_t count = uint64_t(w.rows) * uint64_t(w.cols);
+    const uint64_t element = format == cpu::WeightFormat::kF32 ? 4 : format == cpu::WeightFormat::kBF16 ? 2 : 1;
+    AlignedBuffer data = aligned_alloc_bytes(count * element, "CPU kernel");
+    uint8_t* bytes = data.get();
+    // Finite, varied values in every format (no FP8 NaN codes 0x7F/0xFF).
+    tbb::parallel_for(tbb::blocked_range<uint64_t>(0, count * element, 1 << 20), [&](const tbb::blocked_range<uint64_t>& r) {
+      for (uint64_t i = r.begin(); i < r.end(); ++i) bytes[i] = uint8_t(0x30 + (i * 2654435761u >> 27) % 16);
+    });
+    w.data = bytes;
+    if (format == cpu::WeightFormat::kFP8Block) {
+      const uint64_t blocks = uint64_t((w.rows + kBlock - 1) / kBlock) * uint64_t((w.cols + kBlock - 1) / kBlock);
+      AlignedBuffer scales = aligned_alloc_bytes(blocks * 4, "CPU kernel");
+      float* s = reinterpret_cast<float*>(scales.get());
+      std::fill(s, s + blocks, 1.0f / 256.0f);
+      w.scale_inv = s;
+      set.scales.push_back(std::move(scales));
+    }
+    set.bytes += double(w.bytes());
+    set.params += double(count);
+    set.matrices.push_back(w);
+    set.data.push_back(std::move(data));
+  }
+  return set;
+}
+
+// Seconds of the fastest pass of cpu::linear over every matrix with `tokens` tokens.
+double pass_seconds(const MatrixSet& set, int64_t tokens, double min_seconds, const PassClock& clock) {
+  std::vector<float> x(size_t(tokens) * 7168), y(size_t(tokens) * 7168);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.01f;
+  std::vector<double> passes;
+  const auto start = Clock::now();
+  while (int(passes.size()) < clock.min_passes() || (seconds_since(start) < min_seconds && passes.size() < 50)) {
+    const double pass = clock.now();
+    for (const cpu::WeightMatrix& w : set.matrices) cpu::linear(w, x.data(), tokens, y.data());
+    passes.push_back(clock.now() - pass);
+  }
+  return clock.pick(passes);
+}
+
+CpuKernelRate measure_kernel(cpu::WeightFormat format, uint64_t working_set_bytes, double seconds, const PassClock& clock) {
+  const MatrixSet set = make_matrices(format, working_set_bytes);
+  constexpr int64_t kTokens = 16;
+  const double t1 = pass_seconds(set, 1, seconds, clock);
+  const double tn = pass_seconds(set, kTokens, seconds, clock);
+  CpuKernelRate rate;
+  rate.decode_weight_bytes_per_second = set.bytes / t1;
+  // The slope of t(n): each token beyond the first adds 2·P FLOPs.
+  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * set.params / std::max(tn - t1, 1e-9);
+  return rate;
+}
+
+// The routed-expert kernel (cpu/expert_ffn.h) in one packed format: DeepSeek-V3-shaped experts
+// (gate/up [2048, 7168], down [7168, 2048]) packed once from an FP8 source and copied until the
+// set exceeds the LLC; a pass runs every expert, 8 per call (top-8 of one layer), first with 1
+// token each (decode), then with 16 (the GEMM slope).
+CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_set_bytes, double seconds,
+                                    const PassClock& clock) {
+  constexpr int64_t kHidden = 7168, kInter = 2048, kPerCall = 8, kTokens = 16;
+  const MatrixSet sources = make_matrices(cpu::WeightFormat::kFP8Block, 1);  // [inter, hidden], [hidden, inter]
+  const cpu::PackedLayout up_layout = cpu::packed_layout(format, kInter, kHidden);
+  const cpu::PackedLayout down_layout = cpu::packed_layout(format, kHidden, kInter);
+  const uint64_t expert_bytes = 2 * up_layout.bytes() + down_layout.bytes();
+  cpu::AlignedBytes first(expert_bytes);
+  cpu::pack_matrix(sources.matrices[0], format, first.data());
+  cpu::pack_matrix(sources.matrices[0], format, first.data() + up_layout.bytes());
+  cpu::pack_matrix(sources.matrices[1], format, first.data() + 2 * up_layout.bytes());
+  const int64_t experts = std::max<int64_t>(2 * kPerCall, int64_t((working_set_bytes + expert_bytes - 1) / expert_bytes + kPerCall - 1) /
+                                                              kPerCall * kPerCall);
+  std::vector<cpu::AlignedBytes> records;
+  std::vector<cpu::PackedFfn> ffns(static_cast<size_t>(experts));
+  for (int64_t e = 0; e < experts; ++e) {
+    records.emplace_back(expert_bytes);
+    std::memcpy(records.back().data(), first.data(), expert_bytes);
+    const uint8_t* base = records.back().data();
+    ffns[size_t(e)] = {.gate = {.layout = up_layout, .data = base},
+                       .up = {.layout = up_layout, .data = base + up_layout.bytes()},
+                       .down = {.layout = down_layout, .data = base + 2 * up_layout.bytes()}};
+  }
+  cpu::CpuThreads threads({.threads = tbb::this_task_arena::max_concurrency()});
+  cpu::ExpertFfnRunner runner(&threads, cpu::active_isa());
+  std::vector<float> x(size_t(kPerCall * kTokens * kHidden)), out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.01f;
+  auto pass_seconds = [&](int64_t tokens) {
+    std::vector<double> passes;
+    const auto start = Clock::now();
+    while (int(passes.size()) < clock.min_passes() || (seconds_since(start) < seconds && passes.size() < 50)) {
+      const double pass = clock.now();
+      for (int64_t e0 = 0; e0 < experts; e0 += kPerCall) {
+        std::vector<cpu::FfnTask> tasks;
+        for (int64_t i = 0; i < kPerCall; ++i)
+          tasks.push_back({.ffn = &ffns[size_t(e0 + i)], .x = x.data() + i * kTokens * kHidden, .tokens = tokens,
+                           .out = out.data() + i * kTokens * kHidden});
+        runner.run(tasks);
+      }
+      passes.push_back(clock.now() - pass);
+    }
+    return clock.pick(passes);
+  };
+  const double t1 = pass_seconds(1), tn = pass_seconds(kTokens);
+  const double params = 3.0 * double(kHidden) * double(kInter) * double(experts);
+  CpuKernelRate rate;
+  rate.decode_weight_bytes_per_second = double(expert_bytes) * double(experts) / t1;
+  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * params / std::max(tn - t1, 1e-9);
+  return rate;
+}
+
+// Fixed cost of one parallel kernel call: cpu::linear on a 64 x 16 f32 matrix (4 tasks of 16
+// rows, 4 KiB of weights: the fork/join, not the arithmetic) at 1 token.
+double measure_call_overhead(const PassClock& clock) {
+  std::vector<float> w(64 * 16, 0.5f), x(16, 1.0f), y(64);
+  const cpu::WeightMatrix m{.format = cpu::WeightFormat::kF32, .data = w.data(), .rows = 64, .cols = 16};
+  for (int i = 0; i < 200; ++i) cpu::linear(m, x.data(), 1, y.data());
+  std::vector<double> rounds;
+  for (int round = 0; round < 5; ++round) {
+    const double start = clock.now();
+    constexpr int kCalls = 2000;
+    for (int i = 0; i < kCalls; ++i) cpu::linear(m, x.data(), 1, y.data());
+    rounds.push_back((clock.now() - start) / kCalls);
+  }
+  return clock.pick(rounds);
+}
+
+// Removes the probe's file whatever happens.
+struct TempFile {
+  std::filesystem::path path;
+  int fd = -1;
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+}  // namespace
+
+namespace {
+double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassClock& clock);
+}  // namespace
+
+double measure_dram_read_bandwidth(uint64_t buffer_bytes, double seconds) {
+  return dram_read_bandwidth(buffer_bytes, seconds, PassClock{});
+}
+
+namespace {
+double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassClock& clock) {
+  const uint64_t count = buffer_bytes / sizeof(uint64_t);
+  AlignedBuffer buffer = aligned_alloc_bytes(count * sizeof(uint64_t), "DRAM bandwidth");
+  uint64_t* data = reinterpret_cast<uint64_t*>(buffer.get());
+  const int threads = tbb::this_task_arena::max_concurrency();
+  const uint64_t chunk = std::max<uint64_t>(1 << 16, count / uint64_t(threads * 8));
+  // First touch from the same partition the passes use, so pages sit near their readers.
+  tbb::parallel_for(tbb::blocked_range<uint64_t>(0, count, chunk), [&](const tbb::blocked_range<uint64_t>& r) {
+    for (uint64_t i = r.begin(); i < r.end(); ++i) data[i] = i;
+  }, tbb::static_partitioner());
+  std::atomic<uint64_t> sink{0};
+  std::vector<double> passes;
+  const auto start = Clock::now();
+  while (int(passes.size()) < std::max(3, clock.min_passes()) || (seconds_since(start) < seconds && passes.size() < 100)) {
+    const double pass = clock.now();
+    tbb::parallel_for(tbb::blocked_range<uint64_t>(0, count, chunk), [&](const tbb::blocked_range<uint64_t>& r) {
+      // Integer sums with four accumulators: the compiler vectorises them, so the loop is
+      // bound by memory, not by the adds (a float dot on the baseline ISA is not).
+      uint64_t a = 0, b = 0, c = 0, d = 0;
+      uint64_t i = r.begin();
+      for (; i + 4 <= r.end(); i += 4) {
+        a += data[i];
+        b += data[i + 1];
+        c += data[i + 2];
+        d += data[i + 3];
+      }
+      for (; i < r.end(); ++i) a += data[i];
+      sink.fetch_add(a + b + c + d, std::memory_order_relaxed);
+    }, tbb::static_partitioner());
+    passes.push_back(clock.now() - pass);
+  }
+  return double(count * sizeof(uint64_t)) / clock.pick(passes);
+}
+}  // namespace
+
+DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_t file_bytes, double seconds) {
+  constexpr uint64_t kBlock = 4 * kMiB;
+  constexpr int kReaders = 4;
+  file_bytes = std::max<uint64_t>(kBlock * kReaders, file_bytes / kBlock * kBlock);
+  DiskReadResult result;
+  struct statvfs fs {};
+  check(::statvfs(directory.c_str(), &fs) == 0, std::string("cannot stat the directory: ") + std::strerror(errno),
+        {.path = directory.string(), .hint = "give an existing directory with --dir"});
+  result.available_bytes = uint64_t(fs.f_bavail) * uint64_t(fs.f_frsize);
+  check(result.available_bytes > file_bytes * 2,
+        fmt::format("the directory has {} MiB free, the disk test needs {} MiB", result.available_bytes / kMiB, file_bytes / kMiB),
+        {.path = directory.string(), .hint = "use --dir on a drive with more space, or --no-disk"});
+
+  TempFile file;
+  file.path = directory / fmt::format(".hetmoe-probe-{}.tmp", ::getpid());
+  file.fd = ::open(file.path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0600);
+  check(file.fd >= 0, std::string("cannot create the disk test file: ") + std::strerror(errno),
+        {.path = file.path.string(), .hint = "the directory must be writable"});
+  {
+    AlignedBuffer block = aligned_alloc_bytes(kBlock, "disk");
+    for (uint64_t i = 0; i < kBlock; ++i) block.get()[i] = uint8_t((i * 2654435761u) >> 24);  // not compressible to nothing
+    for (uint64_t offset = 0; offset < file_bytes; offset += kBlock) {
+      block.get()[0] = uint8_t(offset >> 22);
+      const ssize_t n = ::pwrite(file.fd, block.get(), kBlock, off_t(offset));
+      check(n == ssize_t(kBlock), std::string("writing the disk test file failed: ") + std::strerror(errno),
+            {.path = file.path.string(), .hint = "is the disk full?"});
+    }
+    check(::fsync(file.fd) == 0, std::string("fsync failed: ") + std::strerror(errno), {.path = file.path.string()});
+    ::close(file.fd);
+    file.fd = -1;
+  }
+  file.fd = ::open(file.path.c_str(), O_RDONLY | O_DIRECT);
+  if (file.fd >= 0) {
+    result.method = fmt::format("pread O_DIRECT, {} MiB blocks, {} threads", kBlock / kMiB, kReaders);
+  } else {
+    // tmpfs and some overlay filesystems refuse O_DIRECT: drop the cached pages and read buffered.
+    file.fd = ::open(file.path.c_str(), O_RDONLY);
+    check(file.fd >= 0, std::string("cannot reopen the disk test file: ") + std::strerror(errno), {.path = file.path.string()});
+    result.method = fmt::format("buffered pread after posix_fadvise(DONTNEED) (O_DIRECT unsupported here), {} MiB blocks, {} threads",
+                                kBlock / kMiB, kReaders);
+  }
+  const bool direct = result.method.rfind("pread O_DIRECT", 0) == 0;
+  const uint64_t blocks = file_bytes / kBlock;
+  double best = 1e30;
+  const auto start = Clock::now();
+  int passes = 0;
+  std::atomic<bool> failed{false};
+  std::atomic<int> error_code{0};
+  while (passes < 2 || (seconds_since(start) < seconds && passes < 20)) {
+    if (!direct) ::posix_fadvise(file.fd, 0, off_t(file_bytes), POSIX_FADV_DONTNEED);
+    const auto pass = Clock::now();
+    std::vector<std::thread> readers;
+    for (int t = 0; t < kReaders; ++t) {
+      readers.emplace_back([&, t] {
+        AlignedBuffer buffer = aligned_alloc_bytes(kBlock, "disk");
+        for (uint64_t b = uint64_t(t); b < blocks; b += kReaders) {
+          uint64_t done = 0;
+          while (done < kBlock) {
+            const ssize_t n = ::pread(file.fd, buffer.get() + done, kBlock - done, off_t(b * kBlock + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+              error_code = n < 0 ? errno : EIO;
+              failed = true;
+              return;
+            }
+            done += uint64_t(n);
+          }
+        }
+      });
+    }
+    for (std::thread& r : readers) r.join();
+    check(!failed, std::string("reading the disk test file failed: ") + std::strerror(error_code), {.path = file.path.string()});
+    best = std::min(best, seconds_since(pass));
+    ++passes;
+  }
+  result.bytes_per_second = double(file_bytes) / best;
+  return result;
+}
+
+HardwareProfile probe_machine(const ProbeOptions& options) {
+  auto say = [&](const std::string& line) {
+    if (options.progress) options.progress(line);
+  };
+  HardwareProfile p;
+  p.measured = true;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  p.name = std::string("probed-") + (host[0] ? host : "localhost");
+  const int threads = tbb::this_task_arena::max_concurrency();
+  const PassClock clock{.cpu_time = options.cpu_time, .threads = double(threads)};
+
+  say("topology (hwloc)");
+  const Topology t = read_topology();
+  p.cpu.model = t.model;
+  p.cpu.sockets = t.sockets;
+  p.cpu.numa_nodes = t.numa_nodes;
+  p.cpu.physical_cores = t.cores;
+  p.cpu.threads = t.threads;
+  p.cpu.l1d_bytes = t.l1d;
+  p.cpu.l2_bytes = t.l2;
+  p.cpu.l3_bytes = t.l3;
+  p.cpu.isa = isa_list();
+  p.dram.bytes = t.memory;
+
+  // Working sets: well past the last-level cache, well within DRAM.
+  const uint64_t llc = std::max<uint64_t>(t.l3, 32 * kMiB);
+  const uint64_t stream_bytes = std::min<uint64_t>(std::max<uint64_t>(1024 * kMiB, 4 * llc), t.memory / 4);
+  say(fmt::format("DRAM read bandwidth ({} MiB buffer, {} threads)", stream_bytes / kMiB, threads));
+  p.dram.read_bytes_per_second = dram_read_bandwidth(stream_bytes, options.seconds_per_test, clock);
+
+  const uint64_t kernel_bytes = std::min<uint64_t>(std::max<uint64_t>(768 * kMiB, 2 * llc), t.memory / 8);
+  const struct {
+    cpu::PackedFormat packed;
+    WeightFormat format;
+  } kExpertFormats[] = {{cpu::PackedFormat::kFP8, WeightFormat::kFP8},
+                        {cpu::PackedFormat::kBF16, WeightFormat::kBF16},
+                        {cpu::PackedFormat::kINT8, WeightFormat::kINT8},
+                        {cpu::PackedFormat::kINT4, WeightFormat::kINT4}};
+  for (const auto& f : kExpertFormats) {
+    say(fmt::format("routed-expert kernel {} (cpu/expert_ffn.h, {} MiB of V3-shaped experts, 8 per call, 1 and 16 tokens)",
+                    weight_format_name(f.format), kernel_bytes / kMiB));
+    p.cpu.kernels[int(f.format)] = measure_expert_kernel(f.packed, kernel_bytes, options.seconds_per_test, clock);
+  }
+  const struct {
+    cpu::WeightFormat kernel;
+    WeightFormat format;
+    const char* name;
+  } kFormats[] = {{cpu::WeightFormat::kFP8Block, WeightFormat::kFP8, "fp8"},
+                  {cpu::WeightFormat::kBF16, WeightFormat::kBF16, "bf16"},
+                  {cpu::WeightFormat::kF32, WeightFormat::kF32, "f32"}};
+  for (const auto& f : kFormats) {
+    say(fmt::format("dense kernel cpu::linear {} ({} MiB of expert-shaped matrices, 1 and 16 tokens)", f.name, kernel_bytes / kMiB));
+    p.cpu.dense_kernels[int(f.format)] = measure_kernel(f.kernel, kernel_bytes, options.seconds_per_test, clock);
+  }
+  // The routed-expert table must name every format the planner may choose; f32 only exists as
+  // the plain linear.
+  p.cpu.kernels[int(WeightFormat::kF32)] = p.cpu.dense_kernels[int(WeightFormat::kF32)];
+  p.cpu.kernel_call_overhead_seconds = measure_call_overhead(clock);
+
+  p.source.push_back(fmt::format("measured by `hetmoe probe` with {} worker threads, ISA path {}, timed in {}", threads,
+                                 cpu::isa_name(cpu::active_isa()),
+                                 options.cpu_time ? "process CPU seconds / threads, median pass (--cpu-time)" : "wall-clock seconds, fastest pass"));
+  p.source.push_back(fmt::format("topology and DRAM size: hwloc {}", HWLOC_API_VERSION >> 16));
+  p.source.push_back(fmt::format("DRAM read bandwidth: best of repeated parallel passes over a {} MiB buffer (vectorised integer sums)", stream_bytes / kMiB));
+  p.source.push_back(fmt::format("cpu.kernels: the packed routed-expert kernels (cpu/expert_ffn.h) per format over {} MiB of "
+                                 "V3-shaped experts, 8 per call; cpu.dense_kernels: cpu::linear over {} MiB of 2048x7168 / 7168x2048 "
+                                 "matrices. decode = bytes / t(1), prefill = 2*15*params / (t(16) - t(1))",
+                                 kernel_bytes / kMiB, kernel_bytes / kMiB));
+  p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
+  if (!options.skip_disk) {
+    say(fmt::format("disk read bandwidth in {} ({} MiB file)", options.disk_directory.string(), options.disk_test_bytes / kMiB));
+    const DiskReadResult disk = measure_disk_read(options.disk_directory, options.disk_test_bytes, options.seconds_per_test);
+    p.nvme.bytes = disk.available_bytes;
+    p.nvme.read_bytes_per_second = disk.bytes_per_second;
+    p.nvme.path = std::filesystem::absolute(options.disk_directory).string();
+    p.nvme.method = disk.method;
+    p.source.push_back("disk: " + disk.method + " of a temporary file; bytes = free space there (not yet hetmoe's io_uring reader)");
+  }
+  p.source.push_back("GPU: not probed (no GPU probe in this build); gpus is empty");
+  return p;
+}
+
+}  // namespace hetmoe::plan

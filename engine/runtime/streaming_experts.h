@@ -1,0 +1,189 @@
+// Routed experts streamed from a packed expert store (docs/STREAMING.md): the ExpertSource
+// that lets a model larger than DRAM run at the speed of the drive.
+//
+// Per MoE layer, run(layer, tasks):
+//   1. experts already in the cache (or being read by a prefetch) are taken as they are;
+//      reads for the missing ones go out at once, each record as `read_block_bytes` reads
+//      straight into its cache slot (O_DIRECT, no staging copy);
+//   2. the CPU computes the resident experts while those reads are in flight, polling for
+//      completions between experts, and computes each streamed expert as its last read lands
+//      (after its xxHash64 is checked);
+//   3. when the layer needs more experts than the cache has free slots, slots freed by computed
+//      experts take the next reads (so even a one-slot cache works, slowly).
+// prefetch(layer, experts) — called by Model with layer+1's gate applied to this layer's
+// output — reads the predicted experts early, into slots protected until that layer runs.
+//
+// Each task writes its own output and Model combines them in a fixed order, so results are
+// bitwise those of the resident model whatever the cache, the timing or the backend.
+// A failed read, a short file or a checksum mismatch throws hetmoe::Error naming the record;
+// the reads still in flight are drained first, so the source stays usable and nothing hangs.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "engine/runtime/expert_cache.h"
+#include "engine/runtime/expert_source.h"
+#include "engine/runtime/expert_store.h"
+#include "engine/runtime/memory_budget.h"
+#include "cpu/threads.h"
+#include "io/storage.h"
+
+namespace hetmoe {
+
+// When a record's xxHash64 is checked as it arrives. kFirstRead checks each record the first
+// time this source reads it (a corrupt or mismatched store is caught on first use; a record
+// that failed stays unchecked and fails again) and trusts re-reads, which saves a core's worth
+// of hashing at NVMe speed on small machines; kAlways checks every read.
+enum class Verify { kAlways, kFirstRead, kNever };
+
+struct StreamingOptions {
+  int64_t cache_slots = 0;           // 0: every slot the budget has room for
+  CachePolicyKind policy = CachePolicyKind::kNextUse;
+  std::vector<ExpertKey> hot;        // plan-hot experts: loaded at start, never evicted
+  bool prefetch = true;              // ask Model for next-layer predictions
+  uint64_t read_block_bytes = 1 << 20;  // one record = reads of this size (the I/O block size)
+  Verify verify = Verify::kFirstRead;
+  cpu::ThreadOptions threads;        // the expert kernels' arena (packed formats)
+};
+
+struct StreamingStats {
+  uint64_t lookups = 0;           // (layer, expert) needed by run()
+  uint64_t hits = 0;              // ... found ready in DRAM (cache, pinned, or a finished prefetch)
+  uint64_t prefetch_pending = 0;  // ... found still being read by a prefetch
+  uint64_t misses = 0;            // ... read on demand
+  uint64_t bytes_read = 0;        // from the store
+  uint64_t records_read = 0;
+  uint64_t records_verified = 0;  // ... whose checksum was checked
+  uint64_t prefetch_reads = 0;    // records read because of a prediction
+  uint64_t prefetch_wasted = 0;   // ... that their layer then did not use
+  uint64_t predicted_needed = 0;  // experts a layer needed that had been predicted for it
+  uint64_t needed_after_prediction = 0;  // experts needed by layers that had a prediction
+  double io_wait_seconds = 0;     // the CPU blocked waiting for a read
+  double run_seconds = 0;         // inside run()
+  double cache_hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
+  double prefetch_recall() const {
+    return needed_after_prediction ? double(predicted_needed) / double(needed_after_prediction) : 0.0;
+  }
+  double prefetch_overfetch() const { return prefetch_reads ? double(prefetch_wasted) / double(prefetch_reads) : 0.0; }
+};
+
+// What a streamed run holds besides the expert cache, for reserve_run_memory().
+struct RunShape {
+  int64_t sequences = 1;      // KV caches
+  int64_t context = 4096;     // positions per KV cache
+  int64_t batch_tokens = 512; // most rows one forward pass processes (all sequences together)
+  int64_t logit_rows = 1;     // logit rows one forward pass returns
+  int threads = 0;            // worker threads (0: all cores)
+};
+
+// Reserves the non-expert weights, the KV caches and the forward pass's activations of a run
+// in `budget`. When the budget cannot hold them plus one expert record of `record_bytes`,
+// throws hetmoe::Error saying how many bytes are needed and what for.
+std::vector<BudgetReservation> reserve_run_memory(MemoryBudget& budget, const ModelWeights& weights,
+                                                  const RunShape& run, uint64_t record_bytes);
+
+class StreamingExperts final : public ExpertSource {
+ public:
+  // Opens the store behind `storage`, checks it was packed from `weights`' model with a
+  // layout this build reads, and reserves the cache in `budget` (after whatever the caller
+  // reserved already: weights, KV cache, activations). Throws hetmoe::Error when the store
+  // does not match or the budget cannot hold one record.
+  StreamingExperts(const ModelWeights& weights, std::unique_ptr<io::Storage> storage, MemoryBudget& budget,
+                   StreamingOptions options = {});
+  ~StreamingExperts() override;
+
+  void run(int64_t layer, std::span<const ExpertTask> tasks) override;
+  void prefetch(int64_t layer, std::span<const int32_t> experts) override;
+  bool wants_prefetch() const override { return options_.prefetch; }
+
+  const StreamingStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = {}; }
+  const io::StoreIndex& store() const { return index_; }
+  const io::Storage& storage() const { return *storage_; }
+  int64_t cache_slots() const { return cache_->slot_count(); }
+  uint64_t record_bytes() const { return index_.header().record_bytes; }
+
+ private:
+  using Slot = ExpertCache::Slot;
+  void start_reads(Slot* slot);
+  // Handles one completed read; returns the task index that became computable, or -1.
+  int64_t complete(io::ReadOp* op);
+  // After a failure: waits for every read in flight and forgets the slots they were filling.
+  void abandon();
+  // Computes tasks[i] for every i in `batch` (their experts are ready) in one kernel call.
+  void compute(int64_t layer, std::span<const ExpertTask> tasks, std::span<const int64_t> batch);
+  int64_t slot_index(const Slot* slot) const { return slot - cache_->slots().data(); }
+
+  const ModelWeights& weights_;
+  StreamingOptions options_;
+  io::StoreIndex index_;
+  std::unique_ptr<ExpertCache> cache_;     // declared before storage_: destroyed after it
+  std::unique_ptr<io::Storage> storage_;   // its destructor waits for reads into the cache
+  std::vector<io::ReadOp> ops_;            // [slot * chunks + chunk]
+  int64_t chunks_per_record_ = 0;
+  std::vector<int64_t> task_of_slot_;      // running layer: slot -> task index waiting for it
+  std::vector<std::vector<uint8_t>> predicted_;  // [layer][expert]: predicted for that layer
+  std::vector<uint8_t> has_prediction_;          // [layer]
+  std::vector<const Slot*> prefetched_;          // slots read by a prediction, not yet judged
+  std::vector<uint8_t> verified_;                // [layer * experts + expert]: checksum passed once
+  StreamingStats stats_;
+  cpu::CpuThreads threads_;
+  cpu::ExpertFfnRunner runner_;
+  std::vector<cpu::PackedFfn> batch_ffn_;
+  std::vector<cpu::FfnTask> batch_tasks_;
+};
+
+// --- what the CLI attaches -------------------------------------------------------------------
+
+class Model;
+
+struct StreamingRequest {
+  std::filesystem::path store;       // packed expert store
+  uint64_t dram_budget_bytes = 0;    // 0: 80% of MemAvailable at start-up
+  RunShape shape;
+  StreamingOptions options;
+  io::StorageOptions storage;
+};
+
+// A streamed model's budget, reservations and source; attached to the model while it lives.
+class StreamingSession {
+ public:
+  // Opens the store, reserves the run's memory and the cache in the budget, and makes `model`
+  // take its routed experts from the store. Throws hetmoe::Error (budget too small, store of
+  // another model, ...).
+  StreamingSession(Model& model, const StreamingRequest& request);
+  ~StreamingSession();  // restores the model's resident experts
+  StreamingSession(const StreamingSession&) = delete;
+  StreamingSession& operator=(const StreamingSession&) = delete;
+
+  StreamingExperts& source() { return *source_; }
+  const MemoryBudget& budget() const { return *budget_; }
+  // "streamed 1.2 GiB from STORE (io_uring): cache 120 x 44.0 MiB, hit rate 41.2%, ..."
+  std::string summary() const;
+
+ private:
+  Model* model_;
+  std::unique_ptr<MemoryBudget> budget_;
+  std::vector<BudgetReservation> reservations_;
+  std::unique_ptr<StreamingExperts> source_;
+};
+
+// What `hetmoe run/perplexity/logits --store STORE --dram-budget N` attach: nullptr when
+// `store` is empty (resident experts); else a session over `store` with the budget parsed from
+// `dram_budget` ("16GiB", "8G", bytes; empty: 80% of MemAvailable). Throws hetmoe::Error for a
+// malformed budget, a budget without a store, or anything StreamingSession refuses.
+std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
+                                                         const std::string& dram_budget, const RunShape& shape);
+
+// Experts to keep resident, from a plan file (`hetmoe plan` schema hetmoe-plan/1: per MoE layer
+// its "gpu" and "dram" experts — without a GPU both stay in DRAM) or a JSON list of
+// [layer, expert] pairs. Throws hetmoe::Error naming the file on anything else.
+std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const ModelConfig& config);
+
+// MemAvailable of /proc/meminfo in bytes (0 if unknown).
+uint64_t available_memory_bytes();
+
+}  // namespace hetmoe

@@ -1,0 +1,100 @@
+// cpu::linear on every ISA path against a double reference on the checkpoint's exact weight
+// values (tolerance 1e-5 · Σ|w·x|: f32 FMA chains of ≤ 128 products per block), and the
+// invariances the forward pass relies on: a token's outputs are the same alone or in a batch.
+#include "cpu/linear.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/core/dtype.h"
+
+namespace hetmoe::cpu {
+namespace {
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+  WeightMatrix w;
+  std::vector<double> exact;  // [rows, cols]
+};
+
+Matrix make_matrix(WeightFormat format, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  Matrix m;
+  m.exact.resize(size_t(rows * cols));
+  const int64_t element = format == WeightFormat::kFP8Block ? 1 : format == WeightFormat::kBF16 ? 2 : 4;
+  m.bytes.resize(size_t(rows * cols * element));
+  const int64_t scale_cols = (cols + 127) / 128;
+  if (format == WeightFormat::kFP8Block)
+    for (int64_t b = 0; b < ((rows + 127) / 128) * scale_cols; ++b)
+      m.scales.push_back(0.001f * (1.0f + float(b % 7)));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float v = normal(rng);
+    if (format == WeightFormat::kFP8Block) {
+      const uint8_t code = fp8_e4m3_from_float(100.0f * v);
+      m.bytes[size_t(i)] = code;
+      m.exact[size_t(i)] = double(fp8_e4m3_to_float(code)) *
+                           m.scales[size_t(((i / cols) / 128) * scale_cols + (i % cols) / 128)];
+    } else if (format == WeightFormat::kBF16) {
+      const uint16_t bits = bf16_from_float(v);
+      std::memcpy(&m.bytes[size_t(2 * i)], &bits, 2);
+      m.exact[size_t(i)] = bf16_to_float(bits);
+    } else {
+      std::memcpy(&m.bytes[size_t(4 * i)], &v, 4);
+      m.exact[size_t(i)] = v;
+    }
+  }
+  m.w = {.format = format,
+         .data = m.bytes.data(),
+         .scale_inv = m.scales.empty() ? nullptr : m.scales.data(),
+         .rows = rows,
+         .cols = cols,
+         .block = 128};
+  return m;
+}
+
+class LinearPaths : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  for (WeightFormat format : {WeightFormat::kFP8Block, WeightFormat::kBF16, WeightFormat::kF32}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{200, 300}, {130, 17}, {1, 129}}) {
+      const Matrix m = make_matrix(format, rows, cols, uint32_t(rows + cols));
+      for (int64_t tokens : {1, 3, 7, 16}) {
+        SCOPED_TRACE(testing::Message() << isa_name(isa) << " format " << int(format) << " " << rows << "x"
+                                        << cols << " tokens " << tokens);
+        std::mt19937 rng{uint32_t(tokens)};
+        std::normal_distribution<float> normal;
+        std::vector<float> x(size_t(tokens * cols)), y(size_t(tokens * rows));
+        for (auto& v : x) v = normal(rng);
+        linear(m.w, x.data(), tokens, y.data(), isa);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            double expected = 0, magnitude = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              expected += m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)];
+              magnitude += std::fabs(m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)]);
+            }
+            ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
+          }
+        // The last token alone gives the same bits as inside the batch.
+        std::vector<float> alone(static_cast<size_t>(rows));
+        linear(m.w, &x[size_t((tokens - 1) * cols)], 1, alone.data(), isa);
+        ASSERT_EQ(0,
+                  std::memcmp(alone.data(), &y[size_t((tokens - 1) * rows)], alone.size() * sizeof(float)));
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPaths, LinearPaths, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         [](const auto& param_info) { return std::string(isa_name(param_info.param)); });
+
+}  // namespace
+}  // namespace hetmoe::cpu

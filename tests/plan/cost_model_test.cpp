@@ -1,0 +1,127 @@
+// The cost model's pieces against independent references: expected distinct experts against a
+// simulation of real top-k routing, Che's LRU approximation against a simulated LRU cache, and
+// a CPU-only decode step against the roofline written out by hand.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <list>
+#include <numeric>
+#include <random>
+#include <unordered_map>
+
+#include "engine/plan/cost_model.h"
+#include "engine/plan/expert_stats.h"
+#include "engine/plan/planner.h"
+#include "tests/plan/plan_test_util.h"
+
+namespace hetmoe::plan {
+namespace {
+
+TEST(CostModel, ExpectedDistinctExpertsMatchesTopKSimulation) {
+  // Each token picks k distinct experts uniformly: P(expert unused by a token) = 1 - k/E exactly.
+  std::mt19937_64 random(7);
+  const int experts = 64, k = 6;
+  std::vector<int> ids(experts);
+  std::iota(ids.begin(), ids.end(), 0);
+  for (int tokens : {1, 3, 16, 100}) {
+    double total = 0;
+    const int trials = 3000;
+    for (int trial = 0; trial < trials; ++trial) {
+      std::vector<bool> used(experts, false);
+      for (int t = 0; t < tokens; ++t) {
+        std::vector<int> chosen;
+        std::sample(ids.begin(), ids.end(), std::back_inserter(chosen), k, random);
+        for (int e : chosen) used[size_t(e)] = true;
+      }
+      total += double(std::count(used.begin(), used.end(), true));
+    }
+    const double predicted = expected_distinct_experts(std::vector<double>(experts, double(k) / experts), tokens);
+    EXPECT_NEAR(predicted, total / trials, 0.02 * predicted) << tokens << " tokens";
+  }
+}
+
+TEST(CostModel, CheApproximationMatchesSimulatedLru) {
+  // Items requested independently each step with Zipf-shaped probabilities; an LRU of C items.
+  std::mt19937_64 random(11);
+  const int items = 300, capacity = 60;
+  std::vector<double> rates(items);
+  for (int i = 0; i < items; ++i) rates[size_t(i)] = std::min(1.0, 0.6 / std::pow(double(i + 1), 0.9));
+  const std::vector<double> hit = lru_hit_probabilities(rates, capacity);
+  double predicted_hits = 0, requests = 0;
+  for (int i = 0; i < items; ++i) {
+    predicted_hits += rates[size_t(i)] * hit[size_t(i)];
+    requests += rates[size_t(i)];
+  }
+  std::list<int> lru;
+  std::unordered_map<int, std::list<int>::iterator> where;
+  std::uniform_real_distribution<double> u(0, 1);
+  double hits = 0, total = 0;
+  std::vector<int> order(items);
+  std::iota(order.begin(), order.end(), 0);
+  for (int step = 0; step < 20000; ++step) {
+    std::shuffle(order.begin(), order.end(), random);
+    for (int i : order) {
+      if (u(random) >= rates[size_t(i)]) continue;
+      const bool warm = step > 1000;
+      auto it = where.find(i);
+      if (it != where.end()) {
+        if (warm) hits += 1;
+        lru.erase(it->second);
+      } else if (int(lru.size()) == capacity) {
+        where.erase(lru.back());
+        lru.pop_back();
+      }
+      lru.push_front(i);
+      where[i] = lru.begin();
+      if (warm) total += 1;
+    }
+  }
+  EXPECT_NEAR(predicted_hits / requests, hits / total, 0.03);
+  EXPECT_EQ(lru_hit_probabilities(rates, items)[5], 1.0);
+  EXPECT_EQ(lru_hit_probabilities(rates, 0)[5], 0.0);
+}
+
+TEST(CostModel, CpuDecodeStepIsTheRooflineByHand) {
+  const ModelConfig config = load_model_config(testing::kV2LiteConfig);
+  const ModelShape shape = model_shape(config);
+  const HardwareProfile hw = testing::simple_cpu_profile();  // 50 GB/s kernels, 100 GB/s DRAM, 1 TFLOP/s
+  EngineTraits traits = engine_traits("hetmoe");
+  PlanRequest request{.config = config, .model_name = "v2-lite", .profile = hw, .traits = traits,
+                      .workload = {.batch = 1, .prompt_tokens = 100, .gen_tokens = 0}};
+  const Plan plan = make_plan(request, false);
+  ASSERT_TRUE(plan.fits);
+  ASSERT_EQ(plan.cold_experts, 0);
+  // Every weight a token reads, once, at the kernel's 50 GB/s; the KV cache at DRAM speed;
+  // attention scores at 1 TFLOP/s; a fixed overhead per layer.
+  const double k = double(config.num_experts_per_tok);
+  const double weights = double(shape.layers) * shape.attention.bytes + double(shape.dense_layers) * shape.dense_ffn.bytes +
+                         double(shape.moe_layers) * (shape.router.bytes + shape.shared.bytes + k * shape.expert.bytes) +
+                         shape.lm_head.bytes;
+  const double context = 100;  // prompt + gen / 2
+  const double kv = double(shape.layers) * context * double(config.kv_lora_rank + config.qk_rope_head_dim) * 2.0;
+  const double scores = double(shape.layers) * context * 2.0 * double(config.num_attention_heads) *
+                        double(2 * config.kv_lora_rank + config.qk_rope_head_dim);
+  const double expected = weights / 50e9 + kv / 100e9 + scores / 1e12 + double(shape.layers) * traits.per_layer_overhead_seconds;
+  EXPECT_NEAR(plan.prediction.decode.seconds, expected, 1e-6 * expected);
+  EXPECT_EQ(plan.prediction.decode.bottleneck, Resource::kCpuCompute);  // kernel slower than DRAM
+}
+
+TEST(CostModel, StreamingIsBoundByTheDrive) {
+  const ModelConfig config = load_model_config(testing::kV2LiteConfig);
+  HardwareProfile hw = testing::simple_cpu_profile();
+  hw.nvme.bytes = 1ull << 40;
+  hw.nvme.read_bytes_per_second = 1e9;
+  PlanRequest request{.config = config, .model_name = "v2-lite", .profile = hw, .traits = engine_traits("hetmoe"),
+                      .workload = {.batch = 1, .prompt_tokens = 64, .gen_tokens = 64}};
+  request.dram_budget_bytes = 8ull << 30;  // BF16 V2-Lite is ~30 GiB: most experts stream
+  const Plan plan = make_plan(request, false);
+  ASSERT_TRUE(plan.fits) << plan.problems.front();
+  EXPECT_GT(plan.cold_experts, 0);
+  EXPECT_LE(plan.prediction.memory.dram_bytes, 8ull << 30);
+  EXPECT_EQ(plan.prediction.decode.bottleneck, Resource::kNvme);
+  const double miss_bytes = plan.prediction.decode_expert_bytes_nvme * (1 - plan.prediction.cache_hit_rate);
+  EXPECT_GE(plan.prediction.decode.seconds, 0.99 * miss_bytes / 1e9);
+}
+
+}  // namespace
+}  // namespace hetmoe::plan

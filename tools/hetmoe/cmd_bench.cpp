@@ -1,0 +1,451 @@
+// hetmoe bench -m DIR [--store STORE --dram-budget N] [-p 512] [-n 128] [-r 3] [-o md|json|csv]
+//
+// llama-bench-style throughput: a prompt-processing test ppP (one forward of P random tokens)
+// per -p value and a generation test tgN (N one-token steps from an empty context) per -n
+// value, each repeated -r times after a warm-up, for every combination of the list flags
+// (-t, --dram-budget, --cache-policy, --prefetch). With --store the routed experts stream
+// from the packed store under the budget; without it they come from the checkpoint's mmap
+// (the page cache: how llama.cpp runs models larger than RAM).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include <sys/resource.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/core/error.h"
+#include "engine/model/model_builder.h"
+#include "engine/model/tokenizer.h"
+#include "engine/runtime/model.h"
+#include "engine/runtime/packed_experts.h"
+#include "engine/runtime/streaming_experts.h"
+#include "io/store_reads.h"
+#include "tools/hetmoe/commands.h"
+#include "tools/hetmoe/common.h"
+
+namespace hetmoe::cli {
+namespace {
+
+struct BenchFlags {
+  std::string model_dir;
+  std::string store;
+  std::vector<std::string> prompts{"512"}, generations{"128"}, threads{"0"}, budgets, policies{"next-use"},
+      prefetch{"1"};
+  int reps = 3;
+  std::string output = "md";
+  std::string io = "auto";
+  uint32_t queue_depth = 64;
+  std::string block = "1MiB";
+  std::string hot_file;
+  std::string format = "fp8";
+  std::string verify = "first";
+  bool no_warmup = false;
+  bool policy_sweep = false;
+  uint64_t seed = 1;
+  std::string text_file;  // tokens from this text instead of random ones (real routing)
+  double read_test_seconds = 0;
+  int64_t records_in_flight = 8;
+  bool no_verify = false;
+};
+
+std::vector<std::string> split_list(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& value : values) {
+    std::stringstream in(value);
+    std::string item;
+    while (std::getline(in, item, ','))
+      if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::vector<int64_t> int_list(const std::vector<std::string>& values, const char* flag) {
+  std::vector<int64_t> out;
+  for (const auto& item : split_list(values)) {
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      check(used == item.size() && v >= 0, "");
+      out.push_back(v);
+    } catch (...) {
+      throw Error(std::string("bad ") + flag + " value '" + item + "'", {.hint = "non-negative integers, e.g. 128,512"});
+    }
+  }
+  return out;
+}
+
+// Routing of the measured runs, for --policy-sweep.
+class TraceRecorder final : public RoutingObserver {
+ public:
+  explicit TraceRecorder(RoutingTrace* trace) : trace_(trace) {}
+  void on_route(int64_t layer, std::span<const int32_t> experts) override {
+    if (!enabled) return;
+    RoutingTrace::Step step{.layer = int32_t(layer), .experts = {experts.begin(), experts.end()}};
+    std::sort(step.experts.begin(), step.experts.end());
+    step.experts.erase(std::unique(step.experts.begin(), step.experts.end()), step.experts.end());
+    trace_->steps.push_back(std::move(step));
+  }
+  bool enabled = false;
+
+ private:
+  RoutingTrace* trace_;
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+double stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+// Where test tokens come from: random ids, or consecutive tokens of a text (-f), so routing
+// is that of real text; each draw continues where the last one ended (wrapping around).
+class TokenSource {
+ public:
+  TokenSource(int64_t vocab, uint64_t seed, std::vector<int32_t> text)
+      : random_(seed), token_(0, int32_t(vocab - 1)), text_(std::move(text)) {}
+  int32_t next() {
+    if (text_.empty()) return token_(random_);
+    const int32_t id = text_[at_];
+    at_ = (at_ + 1) % text_.size();
+    return id;
+  }
+  bool from_text() const { return !text_.empty(); }
+
+ private:
+  std::mt19937_64 random_;
+  std::uniform_int_distribution<int32_t> token_;
+  std::vector<int32_t> text_;
+  size_t at_ = 0;
+};
+
+// One timed forward of `p` tokens from an empty context.
+double run_prompt(const Model& model, int64_t p, TokenSource& tokens) {
+  std::vector<int32_t> ids(static_cast<size_t>(p));
+  for (auto& id : ids) id = tokens.next();
+  KvCache cache(model.config(), p);
+  std::vector<float> logits;
+  SequenceStep step{&cache, ids, false, &logits};
+  const auto start = std::chrono::steady_clock::now();
+  model.forward(std::span(&step, 1));
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// `n` timed one-token steps from an empty context: greedy, or teacher-forced with a text.
+double run_generation(const Model& model, int64_t n, TokenSource& tokens) {
+  KvCache cache(model.config(), n);
+  std::vector<float> logits;
+  int32_t next = tokens.next();
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    SequenceStep step{&cache, std::span(&next, 1), false, &logits};
+    model.forward(std::span(&step, 1));
+    next = tokens.from_text() ? tokens.next()
+                              : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// CPU seconds (user + system, all threads) this process has used: robust to other processes
+// competing for the cores, unlike wall time.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+// Bytes this process caused to be read from storage (/proc/self/io read_bytes): store reads
+// and page-cache misses of the mmap path alike.
+uint64_t process_read_bytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value)
+    if (key == "read_bytes:") return value;
+  return 0;
+}
+
+uint64_t model_file_bytes(const std::filesystem::path& dir) {
+  uint64_t bytes = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.path().extension() == ".safetensors") bytes += entry.file_size();
+  return bytes;
+}
+
+// --read-test: the store's read throughput in the engine's pattern (io/store_reads.h).
+void run_read_test(const BenchFlags& flags, const io::StorageOptions& storage, uint64_t block) {
+  check(!flags.store.empty(), "--read-test needs --store");
+  std::vector<nlohmann::json> rows;
+  for (int r = 0; r < flags.reps; ++r) {
+    const io::StoreReadResult result = io::measure_store_reads(
+        flags.store, {.storage = storage, .block_bytes = block, .records_in_flight = flags.records_in_flight,
+                      .seconds = flags.read_test_seconds, .verify = !flags.no_verify, .seed = flags.seed + uint64_t(r)});
+    rows.push_back({{"test", "read"}, {"backend", result.backend}, {"block_bytes", block},
+                    {"queue_depth", storage.queue_depth}, {"records_in_flight", flags.records_in_flight},
+                    {"verify", !flags.no_verify}, {"bytes", result.bytes}, {"seconds", result.seconds},
+                    {"bytes_per_second", result.bytes_per_second()}});
+  }
+  if (flags.output == "json") {
+    std::printf("%s\n", nlohmann::json(rows).dump(2).c_str());
+    return;
+  }
+  std::printf("| backend | block | QD | records in flight | verify | GB/s |\n|---|---:|---:|---:|---|---:|\n");
+  for (const auto& row : rows)
+    std::printf("| %s | %s | %u | %lld | %s | %.3f |\n", row["backend"].get<std::string>().c_str(),
+                format_bytes(block).c_str(), storage.queue_depth, static_cast<long long>(flags.records_in_flight),
+                flags.no_verify ? "no" : "yes", row["bytes_per_second"].get<double>() / 1e9);
+}
+
+void run_bench(const BenchFlags& flags) {
+  check(flags.reps >= 1, "-r must be >= 1");
+  check(flags.output == "md" || flags.output == "json" || flags.output == "csv", "-o must be md, json or csv");
+  const std::vector<int64_t> prompts = int_list(flags.prompts, "-p");
+  const std::vector<int64_t> generations = int_list(flags.generations, "-n");
+  const std::vector<int64_t> threads_list = int_list(flags.threads, "-t");
+  const std::vector<int64_t> prefetch_list = int_list(flags.prefetch, "--prefetch");
+  std::vector<uint64_t> budgets;
+  for (const auto& item : split_list(flags.budgets)) {
+    const auto bytes = parse_byte_size(item);
+    check(bytes.has_value(), "bad --dram-budget '" + item + "'", {.hint = "bytes with an optional unit: 8GiB, 16GB"});
+    budgets.push_back(*bytes);
+  }
+  if (budgets.empty()) budgets.push_back(0);
+  check(!flags.store.empty() || flags.budgets.empty(), "--dram-budget needs --store", {.hint = "pack the model with `hetmoe pack` first"});
+  std::vector<CachePolicyKind> policies;
+  for (const auto& item : split_list(flags.policies)) {
+    const auto policy = parse_cache_policy(item);
+    check(policy.has_value(), "unknown --cache-policy '" + item + "'", {.hint = "lru, lfu or next-use"});
+    policies.push_back(*policy);
+  }
+  const auto block = parse_byte_size(flags.block);
+  check(block.has_value(), "bad --block-size '" + flags.block + "'");
+  io::StorageOptions storage{.queue_depth = flags.queue_depth};
+  if (flags.io == "pread") storage.backend = io::StorageBackend::kPread;
+  else if (flags.io == "uring" || flags.io == "io_uring") storage.backend = io::StorageBackend::kUring;
+  else check(flags.io == "auto", "--io must be auto, uring or pread");
+  if (flags.read_test_seconds > 0) return run_read_test(flags, storage, *block);
+  const Verify verify = flags.verify == "always" ? Verify::kAlways : flags.verify == "off" ? Verify::kNever : Verify::kFirstRead;
+  check(flags.verify == "always" || flags.verify == "first" || flags.verify == "off", "--verify must be always, first or off");
+  check(!flags.model_dir.empty(), "bench needs -m MODEL (only --read-test works without one)");
+
+  Model model(load_model_weights(flags.model_dir));
+  const ModelConfig& config = model.config();
+  // Resident runs (no --store) use the experts as `run --format` does: repacked into DRAM, or
+  // `ref`, the checkpoint mapping (the page cache: llama.cpp's way past RAM).
+  std::optional<PackedExperts> resident;
+  if (flags.store.empty() && flags.format != "ref") {
+    const auto format = cpu::parse_packed_format(flags.format);
+    check(format.has_value(), "unknown --format " + flags.format, {.hint = "fp8, int8, int4, bf16 or ref"});
+    resident.emplace(model.weights(), PackedExpertsOptions{.format = *format});
+    model.set_expert_source(&*resident);
+  }
+  const std::vector<ExpertKey> hot = flags.hot_file.empty() ? std::vector<ExpertKey>{}
+                                                            : load_hot_experts(flags.hot_file, config);
+  RoutingTrace trace{.num_layers = config.num_hidden_layers, .experts = config.n_routed_experts};
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l)
+    if (config.is_moe_layer(l)) trace.moe_layers.push_back(l);
+  TraceRecorder recorder(&trace);
+  if (flags.policy_sweep) model.set_routing_observer(&recorder);
+  std::vector<int32_t> text_tokens;
+  if (!flags.text_file.empty()) {
+    text_tokens = load_tokenizer_for(flags.model_dir, config).encode(read_text_file(flags.text_file), false);
+    check(!text_tokens.empty(), "no tokens in " + flags.text_file);
+  }
+  const int64_t max_p = prompts.empty() ? 1 : *std::max_element(prompts.begin(), prompts.end());
+  const int64_t max_n = generations.empty() ? 1 : *std::max_element(generations.begin(), generations.end());
+  const double size_gib = double(model_file_bytes(flags.model_dir)) / double(1ull << 30);
+  const std::string model_name = std::filesystem::path(flags.model_dir).filename().string();
+
+  std::vector<nlohmann::json> rows;
+  for (int64_t threads : threads_list)
+    for (uint64_t budget : budgets)
+      for (CachePolicyKind policy : policies)
+        for (int64_t prefetch : prefetch_list) {
+          if (flags.store.empty() && (policy != policies[0] || prefetch != prefetch_list[0])) continue;
+          ThreadLimit limit{int(threads)};
+          std::unique_ptr<StreamingSession> session;
+          if (!flags.store.empty()) {
+            StreamingRequest request{
+                .store = flags.store, .dram_budget_bytes = budget,
+                .shape = {.sequences = 1, .context = std::max(max_p, max_n), .batch_tokens = std::max<int64_t>(max_p, 1),
+                          .logit_rows = 1, .threads = int(threads)},
+                .options = {.policy = policy, .hot = hot, .prefetch = prefetch != 0, .read_block_bytes = *block,
+                            .verify = verify, .threads = {.threads = int(threads)}},
+                .storage = storage};
+            session = std::make_unique<StreamingSession>(model, request);
+          }
+          std::vector<std::pair<std::string, int64_t>> tests;
+          for (int64_t p : prompts)
+            if (p > 0) tests.emplace_back("pp" + std::to_string(p), p);
+          for (int64_t n : generations)
+            if (n > 0) tests.emplace_back("tg" + std::to_string(n), -n);
+          for (const auto& [name, size] : tests) {
+            TokenSource random(config.vocab_size, flags.seed, text_tokens);
+            auto once = [&] { return size > 0 ? run_prompt(model, size, random) : run_generation(model, -size, random); };
+            if (!flags.no_warmup) once();
+            std::vector<double> tps;
+            StreamingStats total;
+            double seconds_total = 0;
+            recorder.enabled = true;
+            const uint64_t read_before = process_read_bytes();
+            const double cpu_before = process_cpu_seconds();
+            for (int r = 0; r < flags.reps; ++r) {
+              if (session) session->source().reset_stats();
+              const double seconds = once();
+              seconds_total += seconds;
+              tps.push_back(double(std::abs(size)) / seconds);
+              if (session) {
+                const StreamingStats& s = session->source().stats();
+                total.lookups += s.lookups;
+                total.hits += s.hits;
+                total.prefetch_pending += s.prefetch_pending;
+                total.misses += s.misses;
+                total.bytes_read += s.bytes_read;
+                total.prefetch_reads += s.prefetch_reads;
+                total.prefetch_wasted += s.prefetch_wasted;
+                total.predicted_needed += s.predicted_needed;
+                total.needed_after_prediction += s.needed_after_prediction;
+                total.io_wait_seconds += s.io_wait_seconds;
+                total.records_verified += s.records_verified;
+              }
+            }
+            recorder.enabled = false;
+            const uint64_t process_read = process_read_bytes() - read_before;
+            const double cpu_seconds = process_cpu_seconds() - cpu_before;
+            const double tokens = double(std::abs(size)) * flags.reps;
+            nlohmann::json row = {
+                {"model", model_name},
+                {"model_size_gib", size_gib},
+                {"backend", session ? std::string(session->source().storage().backend())
+                            : flags.format == "ref" ? std::string("mmap") : "dram-" + flags.format},
+                {"format", session ? std::string(io::record_format_name(session->source().store().header().format))
+                                   : flags.format},
+                {"verify", session ? flags.verify : std::string("-")},
+                {"store", flags.store},
+                {"dram_budget", session ? session->budget().limit_bytes() : 0},
+                {"cache_slots", session ? session->source().cache_slots() : 0},
+                {"cache_policy", session ? std::string(cache_policy_name(policy)) : std::string("")},
+                {"prefetch", session ? prefetch != 0 : false},
+                {"threads", threads},
+                {"test", name},
+                {"n_prompt", size > 0 ? size : 0},
+                {"n_gen", size < 0 ? -size : 0},
+                {"reps", flags.reps},
+                {"tokens_per_second", mean(tps)},
+                {"tokens_per_second_sd", stddev(tps)},
+                {"samples_ts", tps},
+                {"nvme_bytes_per_token", double(session ? total.bytes_read : process_read) / tokens},
+                {"process_read_bytes_per_token", double(process_read) / tokens},
+                {"cpu_seconds_per_token", cpu_seconds / tokens},
+                {"records_verified", total.records_verified},
+                {"cache_hit_rate", total.cache_hit_rate()},
+                {"prefetch_recall", total.prefetch_recall()},
+                {"prefetch_overfetch", total.prefetch_overfetch()},
+                {"io_wait_share", seconds_total > 0 ? total.io_wait_seconds / seconds_total : 0.0},
+                {"budget_peak_bytes", session ? session->budget().peak_bytes() : 0}};
+            rows.push_back(row);
+            if (flags.output == "md" && rows.size() == 1)
+              std::printf("| model | size | backend | budget | slots | policy | pf | t | test | t/s | NVMe MB/tok | "
+                          "hit %% | recall %% | over-fetch %% | I/O wait %% |\n"
+                          "|---|---:|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+            if (flags.output == "md") {
+              std::printf("| %s | %.2f GiB | %s | %s | %lld | %s | %s | %lld | %s | %.2f ± %.2f | %.1f | %.1f | %.1f | "
+                          "%.1f | %.1f |\n",
+                          model_name.c_str(), size_gib, row["backend"].get<std::string>().c_str(),
+                          session ? format_bytes(session->budget().limit_bytes()).c_str() : "-",
+                          static_cast<long long>(row["cache_slots"].get<int64_t>()),
+                          session ? std::string(cache_policy_name(policy)).c_str() : "-",
+                          session ? (prefetch ? "on" : "off") : "-", static_cast<long long>(threads), name.c_str(),
+                          mean(tps), stddev(tps), row["nvme_bytes_per_token"].get<double>() / 1e6,
+                          100 * total.cache_hit_rate(), 100 * total.prefetch_recall(),
+                          100 * total.prefetch_overfetch(), 100 * row["io_wait_share"].get<double>());
+              std::fflush(stdout);
+            }
+          }
+        }
+
+  if (flags.output == "json") {
+    std::printf("%s\n", nlohmann::json(rows).dump(2).c_str());
+  } else if (flags.output == "csv") {
+    const char* keys[] = {"model", "backend", "dram_budget", "cache_slots", "cache_policy", "prefetch", "threads",
+                          "test", "tokens_per_second", "tokens_per_second_sd", "nvme_bytes_per_token",
+                          "cache_hit_rate", "prefetch_recall", "prefetch_overfetch", "io_wait_share"};
+    for (size_t i = 0; i < std::size(keys); ++i) std::printf("%s%s", i ? "," : "", keys[i]);
+    std::printf("\n");
+    for (const auto& row : rows) {
+      for (size_t i = 0; i < std::size(keys); ++i) {
+        const auto& v = row[keys[i]];
+        std::printf("%s%s", i ? "," : "", v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+      }
+      std::printf("\n");
+    }
+  }
+
+  if (flags.policy_sweep) {
+    // Demand-only replay of the measured routing through each policy at several cache sizes.
+    const int64_t total_experts = int64_t(trace.moe_layers.size()) * config.n_routed_experts;
+    FILE* out = flags.output == "md" ? stdout : stderr;
+    std::fprintf(out, "\ncache policy hit rates on this run's routing (%zu layer steps, %lld experts):\n\n",
+                 trace.steps.size(), static_cast<long long>(total_experts));
+    std::fprintf(out, "| cache (experts) | lru | lfu | next-use |\n|---:|---:|---:|---:|\n");
+    for (double share : {0.05, 0.10, 0.20, 0.30, 0.50}) {
+      const int64_t capacity = std::max<int64_t>(1, int64_t(share * double(total_experts)));
+      std::fprintf(out, "| %lld (%.0f%%) | %.1f%% | %.1f%% | %.1f%% |\n", static_cast<long long>(capacity),
+                   100 * share, 100 * simulate_hit_rate(trace, capacity, CachePolicyKind::kLru),
+                   100 * simulate_hit_rate(trace, capacity, CachePolicyKind::kLfu),
+                   100 * simulate_hit_rate(trace, capacity, CachePolicyKind::kNextUse));
+    }
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  CLI::App* cmd = app.add_subcommand("bench", "Throughput tests (llama-bench style), resident or streamed experts");
+  cmd->add_option("-m,--model", f->model_dir, "Model folder (required except for --read-test)");
+  cmd->add_option("--store", f->store, "Stream routed experts from this packed store (hetmoe pack)");
+  cmd->add_option("--dram-budget", f->budgets, "DRAM budget(s) with --store, e.g. 8GiB (list: 4GiB,8GiB)");
+  cmd->add_option("-p,--n-prompt", f->prompts, "Prompt lengths (list; 0 skips; default 512)");
+  cmd->add_option("-n,--n-gen", f->generations, "Generation lengths (list; 0 skips; default 128)");
+  cmd->add_option("-r,--repetitions", f->reps, "Repetitions per test (default 3)");
+  cmd->add_option("-t,--threads", f->threads, "Threads (list; 0: all cores)");
+  cmd->add_option("-o,--output", f->output, "Output: md (default), json, csv");
+  cmd->add_option("--cache-policy", f->policies, "Expert cache policy (list): lru, lfu, next-use (default)");
+  cmd->add_option("--prefetch", f->prefetch, "Next-layer prefetch (list of 0/1; default 1)");
+  cmd->add_option("--io", f->io, "Storage backend: auto (io_uring, pread fallback), uring, pread");
+  cmd->add_option("--queue-depth", f->queue_depth, "Reads in flight (default 64)");
+  cmd->add_option("--block-size", f->block, "Read size (default 1MiB)");
+  cmd->add_option("--hot", f->hot_file, "Experts to keep resident: a plan file or [[layer, expert], ...]");
+  cmd->add_flag("--no-warmup", f->no_warmup, "Skip the warm-up run of each test");
+  cmd->add_option("--format", f->format,
+                  "Without --store: experts repacked into DRAM as fp8 (default), int8, int4, bf16, or ref (the "
+                  "checkpoint's mmap)");
+  cmd->add_option("--verify", f->verify, "With --store: check record checksums always, first (each record's first "
+                                         "read; default) or off");
+  cmd->add_flag("--policy-sweep", f->policy_sweep, "Also replay the routing through each cache policy and size");
+  cmd->add_option("--seed", f->seed, "Seed of the random prompt tokens");
+  cmd->add_option("-f,--file", f->text_file,
+                  "Take test tokens from this text (tokenised; tg feeds it one token at a time) instead of random ids");
+  cmd->add_option("--read-test", f->read_test_seconds,
+                  "Only read random records of --store for this many seconds (no model, no compute)");
+  cmd->add_option("--records-in-flight", f->records_in_flight, "--read-test: records read at once (default 8)");
+  cmd->add_flag("--no-verify", f->no_verify, "--read-test: skip the checksum of each record");
+  cmd->callback([f] { run_bench(*f); });
+}
+
+}  // namespace hetmoe::cli

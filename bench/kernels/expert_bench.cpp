@@ -190,7 +190,80 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
   state.counters["pool_experts"] = double(experts.count());
 }
 
+// What a kernel can do when memory is not the limit: one thread, a 64-row matrix of the expert's
+// width (≤ 0.9 MB, L2-resident), timed by the thread's CPU time, best of many short iterations.
+//   kernel/decode/<format>  1 token: bytes_per_second of weights decoded and dotted; dram_multiple
+//       = that / the start-up read bandwidth of one thread (> 1: decode is not what limits).
+//   kernel/prefill/<format> 128 tokens: frac_of_limit = ops / the instruction's peak, measured the
+//       same way (thread CPU time, best ~1 ms window) right before.
+void run_kernel(benchmark::State& state, cpu::PackedFormat format, int64_t tokens) {
+  const int64_t rows = 64, cols = kHidden;
+  std::vector<uint8_t> codes(size_t(rows * cols));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (auto& c : codes) c = fp8_e4m3_from_float(112.0f * normal(rng));
+  std::vector<float> scales(size_t(cols / 128), 1e-4f);
+  const cpu::WeightMatrix source{.format = cpu::WeightFormat::kFP8Block,
+                                 .data = codes.data(),
+                                 .scale_inv = scales.data(),
+                                 .rows = rows,
+                                 .cols = cols};
+  const cpu::PackedLayout layout = cpu::packed_layout(format, rows, cols);
+  cpu::AlignedBytes bytes(layout.bytes());
+  cpu::pack_matrix(source, format, bytes.data());
+  std::vector<float> x(size_t(tokens * cols)), y(size_t(tokens * rows));
+  for (auto& v : x) v = normal(rng);
+  cpu::ActivationBuffers act;
+  const cpu::Isa isa = cpu::active_isa();
+  cpu::prepare_activations(layout, x.data(), tokens, cols, cpu::padded_tokens(tokens), act, isa);
+  cpu::GemmScratch scratch;
+  const cpu::PackedGemmArgs args{.w = {layout, bytes.data()},
+                                 .a = act.view,
+                                 .tokens = tokens,
+                                 .panel_begin = 0,
+                                 .panel_end = layout.panels,
+                                 .y = y.data(),
+                                 .y_stride = rows,
+                                 .scratch = &scratch};
+  const bool vnni = format == cpu::PackedFormat::kINT8 || format == cpu::PackedFormat::kINT4;
+  const double peak = tokens > 1 ? measure_peak_thread_cpu(vnni ? PeakKind::kVnni : PeakKind::kFma, 200) : 0;
+  cpu::packed_gemm(args, isa);  // warm
+  double fastest = 1e30;
+  for (auto _ : state) {
+    const double start = thread_cpu_seconds();
+    cpu::packed_gemm(args, isa);
+    const double elapsed = thread_cpu_seconds() - start;
+    benchmark::DoNotOptimize(y.data());
+    state.SetIterationTime(elapsed);
+    fastest = std::min(fastest, elapsed);
+  }
+  state.counters["bytes_per_second_best"] = double(layout.bytes()) / fastest;
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(layout.bytes()));
+  if (tokens == 1) {
+    state.counters["dram_multiple_best"] =
+        double(layout.bytes()) / fastest / context().limits[1].read_bytes_per_second;
+  } else {
+    const double ops = 2.0 * double(rows) * double(cols) * double(tokens);
+    state.counters["ops_per_second_best"] = ops / fastest;
+    state.counters["frac_of_limit_best"] = ops / fastest / peak;
+    state.counters["limit_GOPs"] = peak / 1e9;
+  }
+}
+
 void register_benchmarks(int max_threads) {
+  for (cpu::PackedFormat format : kFormats) {
+    const std::string name(cpu::packed_format_name(format));
+    benchmark::RegisterBenchmark(("kernel/decode/" + name).c_str(),
+                                 [=](benchmark::State& s) { run_kernel(s, format, 1); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.5);
+    benchmark::RegisterBenchmark(("kernel/prefill/" + name).c_str(),
+                                 [=](benchmark::State& s) { run_kernel(s, format, 128); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(0.5);
+  }
   std::vector<int> thread_counts = {1};
   if (max_threads > 1) thread_counts.push_back(max_threads);
   for (cpu::PackedFormat format : kFormats) {

@@ -37,5 +37,9 @@ Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<
 enum class PeakKind { kFma, kBf16Dot, kVnni };
 // 0 when the CPU lacks the instruction (AVX512_BF16 / AVX512_VNNI).
 Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds, int windows);
+// The calling thread alone, timed by its own CPU time (CLOCK_THREAD_CPUTIME_ID): the best of
+// `windows` windows of ~1 ms, which a busy shared machine disturbs least.
+double measure_peak_thread_cpu(PeakKind kind, int windows);
+double thread_cpu_seconds();
 
 }  // namespace hetmoe::bench

@@ -3,8 +3,10 @@
 #include <immintrin.h>
 #include <tbb/parallel_for.h>
 
+#include <time.h>
 #include <algorithm>
 #include <atomic>
+
 #include <chrono>
 #include <cstring>
 #include <span>
@@ -169,6 +171,43 @@ Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<
   }
   rate.mean = total_bytes / total_seconds;
   return rate;
+}
+
+double thread_cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+
+double measure_peak_thread_cpu(PeakKind kind, int windows) {
+  if (!cpu::isa_supported(cpu::Isa::kAvx512)) return 0;
+  const cpu::CpuFeatures& f = cpu::cpu_features();
+  if ((kind == PeakKind::kBf16Dot && !f.avx512_bf16) || (kind == PeakKind::kVnni && !f.avx512_vnni)) return 0;
+  const double ops_per_repeat = kind == PeakKind::kFma       ? 12.0 * 16 * 2
+                                : kind == PeakKind::kBf16Dot ? 12.0 * 32 * 2
+                                                             : 12.0 * 64 * 2;
+  const long repeats = 100000;
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int w = 0; w < windows; ++w) {
+    const double start = thread_cpu_seconds();
+    uint64_t r = 0;
+    switch (kind) {
+      case PeakKind::kFma:
+        r = uint64_t(fma_chains(repeats) != 0);
+        break;
+      case PeakKind::kBf16Dot:
+        r = uint64_t(bf16_chains(repeats) != 0);
+        break;
+      case PeakKind::kVnni:
+        r = uint64_t(vnni_chains(repeats) != 0);
+        break;
+    }
+    const double seconds = thread_cpu_seconds() - start;
+    sink = sink + r;
+    if (seconds > 0) best = std::max(best, ops_per_repeat * double(repeats) / seconds);
+  }
+  return best;
 }
 
 MachineLimits measure_limits(cpu::CpuThreads& threads, uint64_t read_buffer_bytes) {

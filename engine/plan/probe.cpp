@@ -166,7 +166,7 @@ MatrixSet make_matrices(cpu::WeightFormat format, uint64_t target_bytes) {
 
 // Seconds of the fastest pass of cpu::linear over every matrix with `tokens` tokens.
 double pass_seconds(const MatrixSet& set, int64_t tokens, double min_seconds, const PassClock& clock) {
-  std::vector<float> x(size_t(tokens) * 7168), y(size_t(tokens) * 7168);
+  std::vector<float> x(size_t(tokens) * 7168), y(size_t(tokens) * 7168);  // the widest cols / rows of the set
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.01f;
   std::vector<double> passes;
   const auto start = Clock::now();
@@ -179,14 +179,19 @@ double pass_seconds(const MatrixSet& set, int64_t tokens, double min_seconds, co
 }
 
 CpuKernelRate measure_kernel(cpu::WeightFormat format, uint64_t working_set_bytes, double seconds, const PassClock& clock) {
-  const MatrixSet set = make_matrices(format, working_set_bytes);
-  constexpr int64_t kTokens = 16;
-  const double t1 = pass_seconds(set, 1, seconds, clock);
-  const double tn = pass_seconds(set, kTokens, seconds, clock);
+  // Decode: 1 token over a working set past the LLC. GEMM slope: 1 and 128 tokens over two
+  // matrices — attention and dense layers see the whole prompt at once, and 128 tokens of
+  // activations (3.5 MiB) no longer sit in L2, as a real prompt's do not.
+  constexpr int64_t kTokens = 128;
   CpuKernelRate rate;
-  rate.decode_weight_bytes_per_second = set.bytes / t1;
-  // The slope of t(n): each token beyond the first adds 2·P FLOPs.
-  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * set.params / std::max(tn - t1, 1e-9);
+  {
+    const MatrixSet set = make_matrices(format, working_set_bytes);
+    rate.decode_weight_bytes_per_second = set.bytes / pass_seconds(set, 1, seconds, clock);
+  }
+  const MatrixSet small = make_matrices(format, 1);
+  const double t1 = pass_seconds(small, 1, seconds / 4, clock);
+  const double tn = pass_seconds(small, kTokens, seconds, clock);
+  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * small.params / std::max(tn - t1, 1e-9);
   return rate;
 }
 
@@ -448,7 +453,8 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                   {cpu::WeightFormat::kBF16, WeightFormat::kBF16, "bf16"},
                   {cpu::WeightFormat::kF32, WeightFormat::kF32, "f32"}};
   for (const auto& f : kFormats) {
-    say(fmt::format("dense kernel cpu::linear {} ({} MiB of expert-shaped matrices, 1 and 16 tokens)", f.name, kernel_bytes / kMiB));
+    say(fmt::format("dense kernel cpu::linear {} ({} MiB of expert-shaped matrices at 1 token; 1 and 128 tokens on two)", f.name,
+                    kernel_bytes / kMiB));
     p.cpu.dense_kernels[int(f.format)] = measure_kernel(f.kernel, kernel_bytes, options.seconds_per_test, clock);
   }
   // The routed-expert table must name every format the planner may choose; f32 only exists as
@@ -462,8 +468,9 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   p.source.push_back(fmt::format("topology and DRAM size: hwloc {}", HWLOC_API_VERSION >> 16));
   p.source.push_back(fmt::format("DRAM read bandwidth: best of repeated parallel passes over a {} MiB buffer (vectorised integer sums)", stream_bytes / kMiB));
   p.source.push_back(fmt::format("cpu.kernels: the packed routed-expert kernels (cpu/expert_ffn.h) per format over {} MiB of "
-                                 "V3-shaped experts, 8 per call; cpu.dense_kernels: cpu::linear over {} MiB of 2048x7168 / 7168x2048 "
-                                 "matrices. decode = bytes / t(1), prefill = 2*15*params / (t(16) - t(1))",
+                                 "V3-shaped experts, 8 per call, prefill = 2*15*params / (t(16) - t(1)) (16 tokens per expert, as a "
+                                 "512-token prompt gives V3); cpu.dense_kernels: cpu::linear over {} MiB of 2048x7168 / 7168x2048 "
+                                 "matrices, prefill slope from 1 and 128 tokens on two of them; decode = bytes / t(1)",
                                  kernel_bytes / kMiB, kernel_bytes / kMiB));
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
   if (!options.skip_disk) {

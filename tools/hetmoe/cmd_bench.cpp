@@ -52,6 +52,7 @@ struct BenchFlags {
   std::string text_file;  // tokens from this text instead of random ones (real routing)
   double read_test_seconds = 0;
   int64_t records_in_flight = 8;
+  int64_t cache_slots = 0;
   bool no_verify = false;
 };
 
@@ -283,7 +284,7 @@ void run_bench(const BenchFlags& flags) {
                 .store = flags.store, .dram_budget_bytes = budget,
                 .shape = {.sequences = 1, .context = std::max(max_p, max_n), .batch_tokens = std::max<int64_t>(max_p, 1),
                           .logit_rows = 1, .threads = int(threads)},
-                .options = {.policy = policy, .hot = hot, .prefetch = prefetch != 0, .read_block_bytes = *block,
+                .options = {.cache_slots = flags.cache_slots, .policy = policy, .hot = hot, .prefetch = prefetch != 0, .read_block_bytes = *block,
                             .verify = verify, .threads = {.threads = int(threads)}},
                 .storage = storage};
             session = std::make_unique<StreamingSession>(model, request);
@@ -430,6 +431,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--io", f->io, "Storage backend: auto (io_uring, pread fallback), uring, pread");
   cmd->add_option("--queue-depth", f->queue_depth, "Reads in flight (default 64)");
   cmd->add_option("--block-size", f->block, "Read size (default 1MiB)");
+  cmd->add_option("--cache-slots", f->cache_slots, "With --store: at most this many cache slots (default: all the budget allows)");
   cmd->add_option("--hot", f->hot_file, "Experts to keep resident: a plan file or [[layer, expert], ...]");
   cmd->add_flag("--no-warmup", f->no_warmup, "Skip the warm-up run of each test");
   cmd->add_option("--format", f->format,

@@ -16,7 +16,9 @@ thread; at two, idle waits of a thread do not count, so it flatters the engine a
 wall-clock tokens/s `hetmoe run` prints (best run) are shown too.
 
 Usage: tools/profiles/validate_local.py [--hetmoe build/tools/hetmoe] [--work DIR] [--repeats 3]
-                                        [--only NAME,...] [--keep]
+                                        [--only NAME,...] [--keep] [--predict-only]
+The measurements are kept in WORK/measured.json; --predict-only re-probes and re-predicts them
+without running the models again (after a cost-model or probe change).
 Models: models/tiny-shakespeare (bundled) and random checkpoints written into --work with
 `hetmoe make-model` (deleted at the end unless --keep).
 """
@@ -88,11 +90,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", default="")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--predict-only", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     wanted = set(a.only.split(",")) if a.only else None
     profiles = {}
     rows = []
+    saved_path = os.path.join(a.work, "measured.json")
+    saved = json.load(open(saved_path)) if os.path.exists(saved_path) else {}
     for name, key, threads, run_flags, plan_flags in CONFIGS:
         if wanted and name not in wanted and key not in wanted:
             continue
@@ -102,29 +107,36 @@ def main():
             r = sh([a.hetmoe, "probe", "-t", str(threads), "--no-disk", "--cpu-time", "-o", profiles[threads]])
             if r.returncode != 0:
                 sys.exit(f"probe failed: {r.stderr}")
-        def cpu_run(prompt, n):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            r = sh([a.hetmoe, "run", "-m", model, "-p", prompt, "-n", str(n), "-t", str(threads), "--temp", "0",
-                    "--ignore-eos", "--no-bos"] + run_flags)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            m = LINE.search(r.stderr)
-            if r.returncode != 0 or not m:
-                sys.exit(f"run {name} failed: {r.stderr[-2000:]}")
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            return cpu / threads, int(m.group(1)), float(m.group(2)), float(m.group(4))
-        runs = {"A": [], "B": [], "C": []}
-        for _ in range(a.repeats):
-            runs["A"].append(cpu_run(PROMPT, 33))
-            runs["B"].append(cpu_run(PROMPT, 1))
-            runs["C"].append(cpu_run("ROMEO", 1))
-        best = {k: sorted(x[0] for x in v)[len(v) // 2] for k, v in runs.items()}  # median, like the probe
-        prompt = runs["A"][0][1]
-        step = (best["A"] - best["B"]) / 32
-        prefill_seconds = best["B"] - best["C"] + step
-        decode = 1 / step
-        prefill = prompt / prefill_seconds
-        wall_prefill = max(x[2] for x in runs["A"])
-        wall_decode = max(x[3] for x in runs["A"])
+        if a.predict_only:
+            if name not in saved:
+                continue
+            prompt, prefill, decode, wall_prefill, wall_decode = saved[name]
+        else:
+            def cpu_run(prompt, n):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                r = sh([a.hetmoe, "run", "-m", model, "-p", prompt, "-n", str(n), "-t", str(threads), "--temp", "0",
+                        "--ignore-eos", "--no-bos"] + run_flags)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                m = LINE.search(r.stderr)
+                if r.returncode != 0 or not m:
+                    sys.exit(f"run {name} failed: {r.stderr[-2000:]}")
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                return cpu / threads, int(m.group(1)), float(m.group(2)), float(m.group(4))
+            runs = {"A": [], "B": [], "C": []}
+            for _ in range(a.repeats):
+                runs["A"].append(cpu_run(PROMPT, 33))
+                runs["B"].append(cpu_run(PROMPT, 1))
+                runs["C"].append(cpu_run("ROMEO", 1))
+            best = {k: sorted(x[0] for x in v)[len(v) // 2] for k, v in runs.items()}  # median, like the probe
+            prompt = runs["A"][0][1]
+            step = (best["A"] - best["B"]) / 32
+            prefill_seconds = best["B"] - best["C"] + step
+            decode = 1 / step
+            prefill = prompt / prefill_seconds
+            wall_prefill = max(x[2] for x in runs["A"])
+            wall_decode = max(x[3] for x in runs["A"])
+            saved[name] = [prompt, prefill, decode, wall_prefill, wall_decode]
+            json.dump(saved, open(saved_path, "w"), indent=1)
         engine = [] if "--engine" in plan_flags else ["--engine", "hetmoe-cpu-0"]
         r = sh([a.hetmoe, "plan", "-m", model, "--hw", profiles[threads], "--prompt", str(prompt), "--gen", "32",
                 "--json", "--no-upgrades"] + engine + plan_flags)

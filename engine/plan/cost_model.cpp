@@ -52,7 +52,6 @@ ModelShape model_shape(const ModelConfig& config) {
     group.bytes += double(spec.nbytes());
   };
   for (const TensorSpec& spec : tensors) {
-    const bool linear_fp8 = spec.dtype == DType::kF8E4M3;
     switch (spec.group) {
       case TensorGroup::kAttention:
         if (spec.layer == 0) add(shape.attention, spec);
@@ -79,7 +78,6 @@ ModelShape model_shape(const ModelConfig& config) {
       default:
         break;
     }
-    (void)linear_fp8;
   }
   shape.attention.format = shape.dense_ffn.format = shape.shared.format = shape.expert.format = shape.shipped_linear;
   shape.router.format = WeightFormat::kBF16;

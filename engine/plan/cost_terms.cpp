@@ -182,14 +182,50 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
     return t;
   }
   t.add(cpu_group(weights, tokens, tr.kernel_calls_per_attention));
+  t.add(Resource::kDram, kv_read / in_.profile->dram.read_bytes_per_second);
+  const CpuProfile& cpu = in_.profile->cpu;
+  const double latent = double(c.kv_lora_rank);
+  const double nope_v = double(c.qk_nope_head_dim + c.v_head_dim);
+  if (tr.cpu_vector_ops && cpu.vector_flops_per_second > 0 && absorbed) {
+    // Per (token, head): q̃ = W_UKᵀ q_nope (nope axpys of `latent`) and W_UV · context (v dots),
+    // over the f32 kv_b copy; per (pair, head): a latent dot, a rope dot and a latent axpy.
+    // Rows run in parallel over (token, head); kv_b is re-read for every token.
+    const double parallel = std::max(1.0, std::min(tokens * heads, double(cpu.physical_cores)));
+    const double calls = tokens * heads * nope_v + pairs * heads * 3.0;
+    const double flops = tokens * heads * 2.0 * nope_v * latent + pairs * flops_per_pair;
+    const double compute = (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel;
+    const double memory = tr.cpu_attention_kv_b_f32 ? tokens * in_.shape->kv_b_params * 4.0 / in_.profile->dram.read_bytes_per_second : 0;
+    compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
+    return t;
+  }
   if (tr.cpu_attention_kv_b_f32) {
     // The absorbed form reads an f32 copy of kv_b for every token (W_UK then W_UV per head).
     const WeightGroup kv_b{.params = in_.shape->kv_b_params, .bytes = in_.shape->kv_b_params * 4.0, .format = WeightFormat::kF32};
-    if (in_.profile->cpu.kernel(WeightFormat::kF32).present()) t.add(cpu_group(kv_b, tokens, 0));
+    if (cpu.dense_kernel(WeightFormat::kF32).present()) t.add(cpu_group(kv_b, tokens, 0));
   }
-  t.add(Resource::kDram, kv_read / in_.profile->dram.read_bytes_per_second);
   t.add(Resource::kCpuCompute, pairs * flops_per_pair / cpu_attention_flops_rate());
   return t;
+}
+
+Time CostTerms::router_time(double tokens) const {
+  const EngineTraits& tr = *in_.traits;
+  const CpuProfile& cpu = in_.profile->cpu;
+  const WeightGroup r = router();
+  if (tr.cpu_vector_ops && cpu.vector_flops_per_second > 0) {
+    // One token per task: experts dots of `hidden` each, on min(tokens, cores) threads.
+    const ModelConfig& c = in_.shape->config;
+    const double parallel = std::max(1.0, std::min(tokens, double(cpu.physical_cores)));
+    const double calls = tokens * double(c.n_routed_experts);
+    const double flops = 2.0 * calls * double(c.hidden_size);
+    Time t;
+    const double compute = (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel;
+    const double memory = r.bytes / in_.profile->dram.read_bytes_per_second;
+    compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
+    return t;
+  }
+  // hetmoe's FP32 router runs one token per thread: a decode step of few tokens uses few cores.
+  const double share = tr.cpu_router_f32 ? std::min(1.0, tokens / double(cpu.physical_cores)) : 1.0;
+  return cpu_group(r, tokens, 1, share);
 }
 
 ExpertCost CostTerms::expert_cost(double p, double tokens) const {
@@ -227,11 +263,7 @@ LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::v
   LayerState s;
   s.serial.add(attention_time(tokens, context, prefill));
   s.serial.add(Resource::kOverhead, tokens * tr.per_token_layer_seconds);
-  if (!pl_.attention_gpu) {
-    // hetmoe's FP32 router runs one token per thread: a decode step of few tokens uses few cores.
-    const double share = tr.cpu_router_f32 ? std::min(1.0, tokens / double(in_.profile->cpu.physical_cores)) : 1.0;
-    s.serial.add(cpu_group(router(), tokens, 1, share));
-  }
+  if (!pl_.attention_gpu) s.serial.add(router_time(tokens));
   if (pl_.shared_gpu) {
     const Time t = gpu_group(shared(), tokens);
     s.gpu_memory_s += t.by[size_t(Resource::kGpuMemory)];

@@ -87,6 +87,8 @@ class CostTerms {
   Time gpu_group(const WeightGroup& group, double tokens) const;
   Time cpu_group(const WeightGroup& group, double tokens, int calls, double thread_share = 1.0) const;
   Time attention_time(double tokens, double context, bool prefill) const;
+  // The CPU router of the MoE layer (and, for engines that write it with vector ops, its loop).
+  Time router_time(double tokens) const;
   // Expected cost of one expert (per-token probability p) in a step of `tokens` tokens.
   ExpertCost expert_cost(double p, double tokens) const;
 

@@ -30,6 +30,7 @@ EngineTraits hetmoe_cpu_0() {
           .upload_experts_for_prefill = false,
           .cpu_attention_kv_b_f32 = true,
           .cpu_router_f32 = true,
+          .cpu_vector_ops = true,
           .kv_bytes_per_value_cpu = 4,
           .kv_bytes_per_value_gpu = 4,
           .kernel_calls_per_expert = 0,

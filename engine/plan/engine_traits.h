@@ -29,6 +29,9 @@ struct EngineTraits {
   bool mla_kv_cache = true;                // latent cache (MLA) vs full per-head K and V
   bool cpu_attention_kv_b_f32 = false;     // CPU attention reads an FP32 copy of kv_b (absorbed form)
   bool cpu_router_f32 = false;             // CPU router reads an FP32 copy of the gate
+  // The CPU attention core (absorbed MLA) and router are loops of single-threaded FP32 vector
+  // ops (cpu::dot / axpy per head, per pair, per expert): costed with cpu.vector_* when measured.
+  bool cpu_vector_ops = false;
   bool experts_on_dense_kernels = false;   // routed experts run on the plain linear (cpu.dense_kernels)
   double kv_bytes_per_value_cpu = 2;       // KV cache element size in DRAM
   double kv_bytes_per_value_gpu = 2;       // ... in GPU memory

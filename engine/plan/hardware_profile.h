@@ -48,6 +48,10 @@ struct CpuProfile {
   CpuKernelRate dense_kernels[kWeightFormatCount];  // attention, dense, shared, lm_head (absent: kernels)
   // Fixed cost of one parallel kernel call (thread-pool fork/join), seconds.
   double kernel_call_overhead_seconds = 0;
+  // The FP32 vector ops (cpu::dot / cpu::axpy on one thread) the CPU attention and router are
+  // written with: t(n) = vector_call_seconds + 2n / vector_flops_per_second. 0: not measured.
+  double vector_flops_per_second = 0;
+  double vector_call_seconds = 0;
 
   const CpuKernelRate& kernel(WeightFormat f) const { return kernels[int(f)]; }
   const CpuKernelRate& dense_kernel(WeightFormat f) const {

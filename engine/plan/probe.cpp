@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -266,6 +267,31 @@ double measure_call_overhead(const PassClock& clock) {
   return clock.pick(rounds);
 }
 
+// cpu::dot and cpu::axpy on one thread, in cache, at 64 and 512 floats (the latent widths of
+// small and DeepSeek-sized MLA): per-call time t(n) = c0 + c1·n, two FLOPs per element.
+std::pair<double, double> measure_vector_ops(const PassClock& clock) {
+  const PassClock one{.cpu_time = clock.cpu_time, .threads = 1};
+  std::vector<float> a(512, 0.25f), b(512, 0.5f);
+  float sink = 0;
+  auto per_call = [&](int64_t n) {
+    constexpr int kCalls = 20000;
+    std::vector<double> rounds;
+    for (int round = 0; round < 5; ++round) {
+      const double start = one.now();
+      for (int i = 0; i < kCalls; ++i) {
+        sink += cpu::dot(a.data(), b.data(), n);
+        cpu::axpy(1e-7f, a.data(), b.data(), n);
+      }
+      rounds.push_back((one.now() - start) / (2.0 * kCalls));
+    }
+    return one.pick(rounds);
+  };
+  const double t64 = per_call(64), t512 = per_call(512);
+  const double per_element = std::max((t512 - t64) / 448.0, 1e-13);
+  if (sink == 12345.f) std::fprintf(stderr, " ");  // keep the loop
+  return {2.0 / per_element, std::max(0.0, t64 - 64 * per_element)};
+}
+
 // Removes the probe's file whatever happens.
 struct TempFile {
   std::filesystem::path path;
@@ -461,6 +487,12 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   // the plain linear.
   p.cpu.kernels[int(WeightFormat::kF32)] = p.cpu.dense_kernels[int(WeightFormat::kF32)];
   p.cpu.kernel_call_overhead_seconds = measure_call_overhead(clock);
+  {
+    // Single-threaded: a thread's own CPU time, so divide the process clock by nothing.
+    const auto [flops, call] = measure_vector_ops(clock);
+    p.cpu.vector_flops_per_second = flops;
+    p.cpu.vector_call_seconds = call;
+  }
 
   p.source.push_back(fmt::format("measured by `hetmoe probe` with {} worker threads, ISA path {}, timed in {}", threads,
                                  cpu::isa_name(cpu::active_isa()),
@@ -473,6 +505,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                                  "matrices, prefill slope from 1 and 128 tokens on two of them; decode = bytes / t(1)",
                                  kernel_bytes / kMiB, kernel_bytes / kMiB));
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
+  p.source.push_back("vector_*: cpu::dot + cpu::axpy on one thread at 64 and 512 floats, t(n) = call + 2n / flops");
   if (!options.skip_disk) {
     say(fmt::format("disk read bandwidth in {} ({} MiB file)", options.disk_directory.string(), options.disk_test_bytes / kMiB));
     const DiskReadResult disk = measure_disk_read(options.disk_directory, options.disk_test_bytes, options.seconds_per_test);

@@ -120,14 +120,15 @@ double CostTerms::cpu_byte_rate(WeightFormat format, Resource* limiter, bool exp
   double rate = std::min(k.decode_weight_bytes_per_second, dram);
   if (limiter) *limiter = dram <= k.decode_weight_bytes_per_second ? Resource::kDram : Resource::kCpuCompute;
   if (!in_.traits->numa_aware && cpu.sockets > 1) rate = rate / double(cpu.sockets) * in_.traits->numa_unaware_factor;
-  return rate;
+  return rate * in_.traits->cpu_in_engine_efficiency;
 }
 
 double CostTerms::cpu_flops_rate(const WeightGroup& group, bool expert) const {
   const CpuKernelRate& k = cpu_kernel(group.format, expert);
+  const double efficiency = in_.traits->cpu_in_engine_efficiency;
   if (in_.traits->prefill_as_gemv && group.bytes > 0)
-    return k.decode_weight_bytes_per_second * 2.0 * group.params / group.bytes;
-  return k.prefill_flops_per_second * in_.traits->cpu_prefill_efficiency;
+    return k.decode_weight_bytes_per_second * 2.0 * group.params / group.bytes * efficiency;
+  return k.prefill_flops_per_second * in_.traits->cpu_prefill_efficiency * efficiency;
 }
 
 double CostTerms::cpu_attention_flops_rate() const {
@@ -193,8 +194,11 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
     const double parallel = std::max(1.0, std::min(tokens * heads, double(cpu.physical_cores)));
     const double calls = tokens * heads * nope_v + pairs * heads * 3.0;
     const double flops = tokens * heads * 2.0 * nope_v * latent + pairs * flops_per_pair;
-    const double compute = (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel;
-    const double memory = tr.cpu_attention_kv_b_f32 ? tokens * in_.shape->kv_b_params * 4.0 / in_.profile->dram.read_bytes_per_second : 0;
+    const double compute =
+        (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel / tr.cpu_in_engine_efficiency;
+    const double memory = tr.cpu_attention_kv_b_f32 ? tokens * in_.shape->kv_b_params * 4.0 / in_.profile->dram.read_bytes_per_second /
+                                                          tr.cpu_in_engine_efficiency
+                                                    : 0;
     compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
     return t;
   }
@@ -218,8 +222,9 @@ Time CostTerms::router_time(double tokens) const {
     const double calls = tokens * double(c.n_routed_experts);
     const double flops = 2.0 * calls * double(c.hidden_size);
     Time t;
-    const double compute = (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel;
-    const double memory = r.bytes / in_.profile->dram.read_bytes_per_second;
+    const double compute =
+        (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel / tr.cpu_in_engine_efficiency;
+    const double memory = r.bytes / in_.profile->dram.read_bytes_per_second / tr.cpu_in_engine_efficiency;
     compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
     return t;
   }

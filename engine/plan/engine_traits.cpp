@@ -38,6 +38,9 @@ EngineTraits hetmoe_cpu_0() {
           .kernel_calls_per_ffn = 3,        // gate, up, down
           .kernel_calls_per_attention = 5,  // q_a, q_b, kv_a, attention, o
           .per_layer_overhead_seconds = 0,
+          // Calibrated once (docs/PLANNER.md section 6): ds3-layers 1L/32e FP8 decode at -t 1 took 121 ms of
+          // CPU per token where the isolated kernel rates of the probe add up to 74 ms.
+          .cpu_in_engine_efficiency = 0.6,
           .prefetch_recall = 0};
 }
 

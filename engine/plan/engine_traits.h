@@ -42,6 +42,9 @@ struct EngineTraits {
   double per_layer_overhead_seconds = 0;   // fixed cost per layer per step (handoffs, dispatch)
   double per_token_layer_seconds = 0;      // serial host-side cost per token per layer (not on any path)
   double cpu_prefill_efficiency = 1.0;     // fraction of the profile's CPU GEMM rate reached
+  // Fraction of the profile's (isolated) CPU kernel and vector-op rates reached inside the
+  // engine, where kernels alternate and evict each other's cache and TLB state.
+  double cpu_in_engine_efficiency = 1.0;
   // Prefill runs the decode (GEMV) kernel once per token instead of a tiled GEMM: its FLOP rate
   // is the GEMV rate, 2 FLOP per parameter at the kernel's byte rate.
   bool prefill_as_gemv = false;

@@ -134,7 +134,7 @@ struct MatrixSet {
   double bytes = 0, params = 0;
 };
 
-MatrixSet make_matrices(cpu::WeightFormat format, uint64_t target_bytes) {
+MatrixSet make_matrices(cpu::WeightFormat format, uint64_t target_bytes, uint64_t seed_base = 0) {
   constexpr int64_t kHidden = 7168, kInter = 2048, kBlock = 128;
   MatrixSet set;
   while (set.bytes < double(target_bytes) || set.matrices.size() < 2) {
@@ -144,9 +144,18 @@ MatrixSet make_matrices(cpu::WeightFormat format, uint64_t target_bytes) {
     const uint64_t element = format == cpu::WeightFormat::kF32 ? 4 : format == cpu::WeightFormat::kBF16 ? 2 : 1;
     AlignedBuffer data = aligned_alloc_bytes(count * element, "CPU kernel");
     uint8_t* bytes = data.get();
-    // Finite, varied values in every format (no FP8 NaN codes 0x7F/0xFF).
+    // Distinct pseudo-random bytes in every matrix: identical copies could be merged or cached by
+    // the host (page deduplication) and measure the cache, not DRAM. Every byte is a finite
+    // value in each format: FP8 codes 0x30..0x3F / 0xB0..0xBF, BF16 / F32 bytes of the same range.
+    const uint64_t seed = 0x9E3779B97F4A7C15ull * (set.matrices.size() + 1 + 64 * seed_base);
     tbb::parallel_for(tbb::blocked_range<uint64_t>(0, count * element, 1 << 20), [&](const tbb::blocked_range<uint64_t>& r) {
-      for (uint64_t i = r.begin(); i < r.end(); ++i) bytes[i] = uint8_t(0x30 + (i * 2654435761u >> 27) % 16);
+      uint64_t x = seed ^ (r.begin() * 0xD1B54A32D192ED03ull);
+      for (uint64_t i = r.begin(); i < r.end(); ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes[i] = uint8_t(0x30 | (x & 0x0F) | ((x >> 8) & 0x80));
+      }
     });
     w.data = bytes;
     if (format == cpu::WeightFormat::kFP8Block) {
@@ -203,22 +212,22 @@ CpuKernelRate measure_kernel(cpu::WeightFormat format, uint64_t working_set_byte
 CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_set_bytes, double seconds,
                                     const PassClock& clock) {
   constexpr int64_t kHidden = 7168, kInter = 2048, kPerCall = 8, kTokens = 16;
-  const MatrixSet sources = make_matrices(cpu::WeightFormat::kFP8Block, 1);  // [inter, hidden], [hidden, inter]
   const cpu::PackedLayout up_layout = cpu::packed_layout(format, kInter, kHidden);
   const cpu::PackedLayout down_layout = cpu::packed_layout(format, kHidden, kInter);
   const uint64_t expert_bytes = 2 * up_layout.bytes() + down_layout.bytes();
-  cpu::AlignedBytes first(expert_bytes);
-  cpu::pack_matrix(sources.matrices[0], format, first.data());
-  cpu::pack_matrix(sources.matrices[0], format, first.data() + up_layout.bytes());
-  cpu::pack_matrix(sources.matrices[1], format, first.data() + 2 * up_layout.bytes());
   const int64_t experts = std::max<int64_t>(2 * kPerCall, int64_t((working_set_bytes + expert_bytes - 1) / expert_bytes + kPerCall - 1) /
                                                               kPerCall * kPerCall);
+  // Every expert packed from its own pseudo-random FP8 source (distinct data, see make_matrices).
   std::vector<cpu::AlignedBytes> records;
   std::vector<cpu::PackedFfn> ffns(static_cast<size_t>(experts));
   for (int64_t e = 0; e < experts; ++e) {
+    const MatrixSet first = make_matrices(cpu::WeightFormat::kFP8Block, 1, uint64_t(2 * e + 1));   // [inter, hidden], [hidden, inter]
+    const MatrixSet second = make_matrices(cpu::WeightFormat::kFP8Block, 1, uint64_t(2 * e + 2));  // up from here
     records.emplace_back(expert_bytes);
-    std::memcpy(records.back().data(), first.data(), expert_bytes);
-    const uint8_t* base = records.back().data();
+    uint8_t* base = records.back().data();
+    cpu::pack_matrix(first.matrices[0], format, base);
+    cpu::pack_matrix(second.matrices[0], format, base + up_layout.bytes());
+    cpu::pack_matrix(first.matrices[1], format, base + 2 * up_layout.bytes());
     ffns[size_t(e)] = {.gate = {.layout = up_layout, .data = base},
                        .up = {.layout = up_layout, .data = base + up_layout.bytes()},
                        .down = {.layout = down_layout, .data = base + 2 * up_layout.bytes()}};

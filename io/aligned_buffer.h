@@ -27,6 +27,8 @@ class AlignedBuffer {
 };
 
 inline constexpr uint64_t kPageBytes = 4096;
-constexpr uint64_t round_up(uint64_t value, uint64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+constexpr uint64_t round_up(uint64_t value, uint64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
 
 }  // namespace hetmoe::io

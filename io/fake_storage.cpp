@@ -17,7 +17,9 @@ FakeStorage::FakeStorage(std::string path, std::vector<uint8_t> bytes, FakeFault
   in_device_.reserve(std::max(1u, faults.device_slots));
 }
 
-FakeStorage::~FakeStorage() { drain_device(); }
+FakeStorage::~FakeStorage() {
+  drain_device();
+}
 
 std::unique_ptr<FakeStorage> FakeStorage::from_file(const std::filesystem::path& path, FakeFaults faults,
                                                     uint64_t keep_bytes) {
@@ -28,11 +30,14 @@ std::unique_ptr<FakeStorage> FakeStorage::from_file(const std::filesystem::path&
   return std::make_unique<FakeStorage>(path.string(), std::move(bytes), faults);
 }
 
-void FakeStorage::device_start(ReadOp* op) { in_device_.push_back(op); }
+void FakeStorage::device_start(ReadOp* op) {
+  in_device_.push_back(op);
+}
 
 bool FakeStorage::device_reap(bool block, ReadOp** op, int64_t* result) {
   if (in_device_.empty()) return false;
-  if (!block && std::uniform_real_distribution<double>(0, 1)(random_) < faults_.not_ready_probability) return false;
+  if (!block && std::uniform_real_distribution<double>(0, 1)(random_) < faults_.not_ready_probability)
+    return false;
   // Complete a random one of the reads in the device: order must never matter to the caller.
   const size_t pick = std::uniform_int_distribution<size_t>(0, in_device_.size() - 1)(random_);
   ReadOp* read = in_device_[pick];

@@ -14,7 +14,7 @@
 namespace hetmoe::io {
 
 struct FakeFaults {
-  int fail_errno = 0;                  // reads touching [fail_begin, fail_end) fail with this errno
+  int fail_errno = 0;  // reads touching [fail_begin, fail_end) fail with this errno
   uint64_t fail_begin = 0;
   uint64_t fail_end = UINT64_MAX;
   uint64_t short_read_bytes = 0;       // each device read returns at most this many bytes (0: all)

@@ -90,7 +90,8 @@ class PreadStorage final : public Storage {
         if (started_.empty()) return;  // stop_ and nothing left
         op = started_.pop_front();
       }
-      const ssize_t n = ::pread(fd_, op->buffer + op->done, op->length - op->done, off_t(op->offset + op->done));
+      const ssize_t n =
+          ::pread(fd_, op->buffer + op->done, op->length - op->done, off_t(op->offset + op->done));
       const int64_t result = n >= 0 ? int64_t(n) : -int64_t(errno);
       {
         std::lock_guard lock(mutex_);

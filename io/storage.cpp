@@ -28,7 +28,8 @@ StorageBackend backend_from_environment(StorageBackend requested) {
   if (text == "pread") return StorageBackend::kPread;
   if (text == "uring" || text == "io_uring") return StorageBackend::kUring;
   if (text == "auto") return StorageBackend::kAuto;
-  throw Error("HETMOE_IO=" + std::string(text) + " is not a storage backend", {.hint = "use pread, io_uring or auto"});
+  throw Error("HETMOE_IO=" + std::string(text) + " is not a storage backend",
+              {.hint = "use pread, io_uring or auto"});
 }
 
 }  // namespace
@@ -124,9 +125,10 @@ std::string likely_cause(int error, bool during_setup) {
   switch (error) {
     case EPERM:
     case EACCES:
-      return during_setup ? "io_uring is disabled or blocked: check sysctl kernel.io_uring_disabled (0 allows it) "
-                            "and the seccomp profile (Docker's default profile blocks io_uring_setup)"
-                          : "permission denied: check the store file's permissions";
+      return during_setup
+                 ? "io_uring is disabled or blocked: check sysctl kernel.io_uring_disabled (0 allows it) "
+                   "and the seccomp profile (Docker's default profile blocks io_uring_setup)"
+                 : "permission denied: check the store file's permissions";
     case ENOSYS:
       return "this kernel has no io_uring (Linux 5.6+ is needed) or a seccomp filter answers ENOSYS";
     case ENOMEM:
@@ -157,10 +159,10 @@ std::string likely_cause(int error, bool during_setup) {
 }
 
 std::string describe_read_error(const Storage& storage, const ReadOp& op) {
-  std::string text = "read of " + std::to_string(op.length) + " bytes at offset " + std::to_string(op.offset) +
-                     " of " + storage.path() + " (" + std::string(storage.backend()) + ") failed after " +
-                     std::to_string(op.done) + " bytes: " + std::strerror(op.error) + " (errno " +
-                     std::to_string(op.error) + ")";
+  std::string text = "read of " + std::to_string(op.length) + " bytes at offset " +
+                     std::to_string(op.offset) + " of " + storage.path() + " (" +
+                     std::string(storage.backend()) + ") failed after " + std::to_string(op.done) +
+                     " bytes: " + std::strerror(op.error) + " (errno " + std::to_string(op.error) + ")";
   const std::string cause = likely_cause(op.error, false);
   if (!cause.empty()) text += "; likely cause: " + cause;
   return text;
@@ -181,10 +183,12 @@ void read_exact(Storage& storage, uint64_t offset, uint64_t length, uint8_t* buf
   ReadOp* done = nullptr;
   while ((done = storage.wait(true)) != nullptr && done != &op) {
   }
-  check(done == &op, "read at offset " + std::to_string(offset) + " of " + storage.path() + " never completed");
+  check(done == &op,
+        "read at offset " + std::to_string(offset) + " of " + storage.path() + " never completed");
   const uint64_t needed = offset + length - op.offset;
   // A rounded-up read may run past the end of the file: only the bytes asked for matter.
-  if (op.error != 0 && !(op.error == ENODATA && op.done >= needed)) throw Error(describe_read_error(storage, op));
+  if (op.error != 0 && !(op.error == ENODATA && op.done >= needed))
+    throw Error(describe_read_error(storage, op));
   if (!aligned) std::memcpy(buffer, bounce.data() + (offset - op.offset), length);
 }
 
@@ -196,7 +200,8 @@ std::unique_ptr<Storage> open_storage(const std::filesystem::path& path, const S
   if (file.fd < 0 && options.direct && errno == EINVAL) {
     // The filesystem does not do O_DIRECT (some FUSE / overlay setups): read through the page cache.
     file.fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (!options.quiet) notice_once(0, file.path + ": the filesystem refuses O_DIRECT; reading through the page cache");
+    if (!options.quiet)
+      notice_once(0, file.path + ": the filesystem refuses O_DIRECT; reading through the page cache");
   }
   check(file.fd >= 0, std::string("cannot open: ") + std::strerror(errno), {.path = file.path});
   struct stat st {};
@@ -210,13 +215,16 @@ std::unique_ptr<Storage> open_storage(const std::filesystem::path& path, const S
   if (backend != StorageBackend::kPread) {
     int setup_errno = 0;
     if (auto storage = create_uring_storage(file, options, &setup_errno)) return storage;
-    const std::string reason = std::string(std::strerror(setup_errno)) + " (errno " + std::to_string(setup_errno) +
+    const std::string reason = std::string(std::strerror(setup_errno)) + " (errno " +
+                               std::to_string(setup_errno) +
                                "); likely cause: " + likely_cause(setup_errno, true);
     if (backend == StorageBackend::kUring) {
       ::close(file.fd);
-      throw Error("io_uring cannot be set up: " + reason, {.path = file.path, .hint = "HETMOE_IO=pread uses a pread thread pool"});
+      throw Error("io_uring cannot be set up: " + reason,
+                  {.path = file.path, .hint = "HETMOE_IO=pread uses a pread thread pool"});
     }
-    if (!options.quiet) notice_once(1, "io_uring cannot be set up: " + reason + "; using a pread thread pool instead");
+    if (!options.quiet)
+      notice_once(1, "io_uring cannot be set up: " + reason + "; using a pread thread pool instead");
   }
   return create_pread_storage(file, options);
 }

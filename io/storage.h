@@ -26,27 +26,27 @@ namespace hetmoe::io {
 
 struct ReadOp {
   // Set by the caller.
-  uint64_t offset = 0;       // file offset in bytes (a multiple of alignment() for O_DIRECT)
-  uint64_t length = 0;       // bytes wanted (< 2 GiB)
+  uint64_t offset = 0;  // file offset in bytes (a multiple of alignment() for O_DIRECT)
+  uint64_t length = 0;  // bytes wanted (< 2 GiB)
   uint8_t* buffer = nullptr;
-  uint64_t tag = 0;          // the caller's
+  uint64_t tag = 0;  // the caller's
   // Set by the storage.
-  int32_t error = 0;         // 0, or errno of the failure (ENODATA: end of file reached)
-  uint64_t done = 0;         // bytes read so far
-  uint32_t retries = 0;      // requeues without progress (EAGAIN / EINTR)
-  ReadOp* next = nullptr;    // link while queued inside the storage
+  int32_t error = 0;       // 0, or errno of the failure (ENODATA: end of file reached)
+  uint64_t done = 0;       // bytes read so far
+  uint32_t retries = 0;    // requeues without progress (EAGAIN / EINTR)
+  ReadOp* next = nullptr;  // link while queued inside the storage
 };
 
 enum class StorageBackend { kAuto, kUring, kPread };
 
 struct StorageOptions {
   StorageBackend backend = StorageBackend::kAuto;  // HETMOE_IO=pread|uring overrides kAuto
-  uint32_t queue_depth = 64;      // reads in the device at once
-  uint32_t submit_batch = 8;      // io_uring: submit once this many reads are prepared
-  uint32_t pread_threads = 8;     // pread fallback: threads (= its queue depth)
-  bool direct = true;             // O_DIRECT (falls back to buffered if the filesystem refuses)
-  bool register_buffers = true;   // io_uring: fixed buffers (pins memory: RLIMIT_MEMLOCK)
-  bool quiet = false;             // do not print the one-time fallback notice
+  uint32_t queue_depth = 64;                       // reads in the device at once
+  uint32_t submit_batch = 8;                       // io_uring: submit once this many reads are prepared
+  uint32_t pread_threads = 8;                      // pread fallback: threads (= its queue depth)
+  bool direct = true;            // O_DIRECT (falls back to buffered if the filesystem refuses)
+  bool register_buffers = true;  // io_uring: fixed buffers (pins memory: RLIMIT_MEMLOCK)
+  bool quiet = false;            // do not print the one-time fallback notice
 };
 
 // A region reads will target; io_uring registers it so reads skip per-I/O page pinning.
@@ -122,7 +122,8 @@ std::string describe_read_error(const Storage& storage, const ReadOp& op);
 std::string likely_cause(int error, bool during_setup);
 
 // Reads [offset, offset + length) synchronously through `storage`, which must have nothing
-// else in flight, into `buffer` (any alignment: bounced when needed); throws hetmoe::Error with describe_read_error() on failure.
+// else in flight, into `buffer` (any alignment: bounced when needed); throws hetmoe::Error with
+// describe_read_error() on failure.
 void read_exact(Storage& storage, uint64_t offset, uint64_t length, uint8_t* buffer);
 
 }  // namespace hetmoe::io

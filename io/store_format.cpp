@@ -54,7 +54,9 @@ std::string hex(uint64_t value) {
   return text;
 }
 
-bool add_overflows(uint64_t a, uint64_t b, uint64_t* sum) { return __builtin_add_overflow(a, b, sum); }
+bool add_overflows(uint64_t a, uint64_t b, uint64_t* sum) {
+  return __builtin_add_overflow(a, b, sum);
+}
 
 const std::string kRepack = "re-create it with `hetmoe pack -m MODEL -o STORE`";
 
@@ -62,23 +64,30 @@ const std::string kRepack = "re-create it with `hetmoe pack -m MODEL -o STORE`";
 
 std::string_view record_format_name(RecordFormat format) {
   switch (format) {
-    case RecordFormat::kFP8: return "fp8";
-    case RecordFormat::kInt8: return "int8";
-    case RecordFormat::kInt4: return "int4";
-    case RecordFormat::kBF16: return "bf16";
-    case RecordFormat::kRef: return "ref";
+    case RecordFormat::kFP8:
+      return "fp8";
+    case RecordFormat::kInt8:
+      return "int8";
+    case RecordFormat::kInt4:
+      return "int4";
+    case RecordFormat::kBF16:
+      return "bf16";
+    case RecordFormat::kRef:
+      return "ref";
   }
   return "unknown";
 }
 
 std::optional<RecordFormat> parse_record_format(std::string_view name) {
-  for (RecordFormat f :
-       {RecordFormat::kFP8, RecordFormat::kInt8, RecordFormat::kInt4, RecordFormat::kBF16, RecordFormat::kRef})
+  for (RecordFormat f : {RecordFormat::kFP8, RecordFormat::kInt8, RecordFormat::kInt4, RecordFormat::kBF16,
+                         RecordFormat::kRef})
     if (record_format_name(f) == name) return f;
   return std::nullopt;
 }
 
-uint64_t checksum(const void* data, uint64_t bytes) { return XXH64(data, size_t(bytes), 0); }
+uint64_t checksum(const void* data, uint64_t bytes) {
+  return XXH64(data, size_t(bytes), 0);
+}
 
 std::string describe_record(const std::string& path, const RecordEntry& entry) {
   return "record (layer " + std::to_string(entry.layer) + ", expert " + std::to_string(entry.expert) +
@@ -120,7 +129,8 @@ std::vector<uint8_t> encode_header(const StoreHeader& h) {
   }
   std::memcpy(page.data() + kModelPathAt, h.source.model_path.data(),
               std::min(h.source.model_path.size(), kModelPathBytes - 1));
-  std::memcpy(page.data() + kCreatedByAt, h.created_by.data(), std::min(h.created_by.size(), kCreatedByBytes - 1));
+  std::memcpy(page.data() + kCreatedByAt, h.created_by.data(),
+              std::min(h.created_by.size(), kCreatedByBytes - 1));
   put<uint64_t>(page, kHeaderChecksumAt, checksum(page.data(), kHeaderChecksumAt));
   return page;
 }
@@ -132,7 +142,8 @@ StoreHeader decode_header(std::span<const uint8_t> page, const std::string& path
             std::to_string(kStoreHeaderBytes) + "-byte header",
         {.path = path, .hint = kRepack});
   check(std::memcmp(page.data(), kStoreMagic, sizeof kStoreMagic) == 0,
-        "not a hetmoe expert store (no HMEXSTOR magic)", {.path = path, .hint = "give the file `hetmoe pack` wrote"});
+        "not a hetmoe expert store (no HMEXSTOR magic)",
+        {.path = path, .hint = "give the file `hetmoe pack` wrote"});
   StoreHeader h;
   h.version = get<uint32_t>(page, kVersionAt);
   check(h.version == kStoreVersion,
@@ -141,16 +152,17 @@ StoreHeader decode_header(std::span<const uint8_t> page, const std::string& path
         {.path = path, .hint = "re-pack the model with this hetmoe's `hetmoe pack`"});
   const uint64_t stored = get<uint64_t>(page, kHeaderChecksumAt);
   const uint64_t computed = checksum(page.data(), kHeaderChecksumAt);
-  check(stored == computed, "header checksum mismatch (stored " + hex(stored) + ", computed " + hex(computed) +
-                                "): the store is corrupt",
+  check(stored == computed,
+        "header checksum mismatch (stored " + hex(stored) + ", computed " + hex(computed) +
+            "): the store is corrupt",
         {.path = path, .hint = kRepack});
   check(get<uint32_t>(page, kHeaderBytesAt) == kStoreHeaderBytes, "unexpected header size", context);
   const uint32_t format = get<uint32_t>(page, kFormatAt);
   check(format >= 1 && format <= 5, "unknown record format " + std::to_string(format), context);
   h.format = RecordFormat(format);
   const uint32_t part_count = get<uint32_t>(page, kPartCountAt);
-  check(part_count >= 1 && part_count <= kMaxRecordParts, "bad record part count " + std::to_string(part_count),
-        context);
+  check(part_count >= 1 && part_count <= kMaxRecordParts,
+        "bad record part count " + std::to_string(part_count), context);
   h.source.config_hash = get<uint64_t>(page, kConfigHashAt);
   h.source.weights_fingerprint = get<uint64_t>(page, kFingerprintAt);
   h.num_layers = get<int64_t>(page, kLayersAt);
@@ -174,16 +186,21 @@ StoreHeader decode_header(std::span<const uint8_t> page, const std::string& path
         "bad record size " + std::to_string(h.record_bytes), context);
   check(h.record_count > 0 && h.record_count <= uint64_t(h.num_layers * h.n_routed_experts),
         "bad record count " + std::to_string(h.record_count), context);
-  check(h.index_bytes == h.record_count * kIndexEntryBytes, "index size does not match the record count", context);
+  check(h.index_bytes == h.record_count * kIndexEntryBytes, "index size does not match the record count",
+        context);
   uint64_t index_end = 0;
   check(h.index_offset >= kStoreHeaderBytes && !add_overflows(h.index_offset, h.index_bytes, &index_end) &&
-            index_end <= h.data_offset && h.data_offset % kRecordAlignment == 0 && h.data_offset <= h.file_bytes,
+            index_end <= h.data_offset && h.data_offset % kRecordAlignment == 0 &&
+            h.data_offset <= h.file_bytes,
         "index or data offsets out of order", context);
   for (uint32_t i = 0; i < part_count; ++i) {
     const size_t at = kPartsAt + i * kPartBytes;
-    RecordPart p{.role = get<uint32_t>(page, at), .kind = get<uint32_t>(page, at + 4),
-                 .dtype = get<uint32_t>(page, at + 8), .rows = get<int64_t>(page, at + 16),
-                 .cols = get<int64_t>(page, at + 24), .offset = get<uint64_t>(page, at + 32),
+    RecordPart p{.role = get<uint32_t>(page, at),
+                 .kind = get<uint32_t>(page, at + 4),
+                 .dtype = get<uint32_t>(page, at + 8),
+                 .rows = get<int64_t>(page, at + 16),
+                 .cols = get<int64_t>(page, at + 24),
+                 .offset = get<uint64_t>(page, at + 32),
                  .bytes = get<uint64_t>(page, at + 40)};
     uint64_t end = 0;
     check(p.rows >= 0 && p.rows <= kMaxDim && p.cols >= 0 && p.cols <= kMaxDim &&
@@ -213,7 +230,8 @@ StoreIndex StoreIndex::read(Storage& storage) {
             std::to_string(storage.size_bytes()),
         {.path = path, .hint = "a copy or download was cut short; " + kRepack});
   check(storage.size_bytes() == h.file_bytes,
-        "the file has " + std::to_string(storage.size_bytes() - h.file_bytes) + " bytes more than its header says",
+        "the file has " + std::to_string(storage.size_bytes() - h.file_bytes) +
+            " bytes more than its header says",
         {.path = path, .hint = kRepack});
 
   AlignedBuffer table(round_up(h.index_bytes, kPageBytes));
@@ -255,7 +273,8 @@ StoreIndex StoreIndex::read(Storage& storage) {
 }
 
 const RecordEntry* StoreIndex::find(int64_t layer, int64_t expert) const {
-  if (layer < 0 || layer >= header_.num_layers || expert < 0 || expert >= header_.n_routed_experts) return nullptr;
+  if (layer < 0 || layer >= header_.num_layers || expert < 0 || expert >= header_.n_routed_experts)
+    return nullptr;
   const int32_t slot = slot_of_[size_t(layer * header_.n_routed_experts + expert)];
   return slot < 0 ? nullptr : &records_[size_t(slot)];
 }
@@ -286,8 +305,10 @@ StoreWriter::StoreWriter(std::filesystem::path path, StoreHeader header,
   header_.file_bytes = header_.data_offset + keys.size() * header_.record_bytes;
   entries_.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i)
-    entries_.push_back({.layer = keys[i].first, .expert = keys[i].second,
-                        .offset = header_.data_offset + i * header_.record_bytes, .length = header_.record_bytes});
+    entries_.push_back({.layer = keys[i].first,
+                        .expert = keys[i].second,
+                        .offset = header_.data_offset + i * header_.record_bytes,
+                        .length = header_.record_bytes});
 
   // O_DIRECT keeps a pack of a model larger than RAM from churning the page cache.
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
@@ -327,9 +348,10 @@ void StoreWriter::write_record(const uint8_t* data) {
 }
 
 void StoreWriter::finish() {
-  check(written_ == entries_.size(),
-        "only " + std::to_string(written_) + " of " + std::to_string(entries_.size()) + " records were written",
-        {.path = temp_path_.string()});
+  check(
+      written_ == entries_.size(),
+      "only " + std::to_string(written_) + " of " + std::to_string(entries_.size()) + " records were written",
+      {.path = temp_path_.string()});
   AlignedBuffer table(header_.data_offset - header_.index_offset);
   for (size_t i = 0; i < entries_.size(); ++i) {
     uint8_t* at = table.data() + i * kIndexEntryBytes;
@@ -346,8 +368,9 @@ void StoreWriter::finish() {
   AlignedBuffer aligned(kStoreHeaderBytes);
   std::memcpy(aligned.data(), page.data(), kStoreHeaderBytes);
   write_all(fd_, aligned.data(), kStoreHeaderBytes, 0, temp_path_.string());
-  if (durable_) check(::fdatasync(fd_) == 0, std::string("fdatasync failed: ") + std::strerror(errno),
-                      {.path = temp_path_.string()});
+  if (durable_)
+    check(::fdatasync(fd_) == 0, std::string("fdatasync failed: ") + std::strerror(errno),
+          {.path = temp_path_.string()});
   ::close(fd_);
   fd_ = -1;
   std::error_code error;

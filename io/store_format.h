@@ -47,9 +47,9 @@ std::optional<RecordFormat> parse_record_format(std::string_view name);
 
 // One tensor inside a record. Every record of a store has the same parts at the same offsets.
 struct RecordPart {
-  uint32_t role = 0;    // 0 gate, 1 up, 2 down
-  uint32_t kind = 0;    // 0 weight, 1 scales (format-specific beyond that)
-  uint32_t dtype = 0;   // kRef: hetmoe::DType of the elements; packed: cpu::PackedFormat
+  uint32_t role = 0;   // 0 gate, 1 up, 2 down
+  uint32_t kind = 0;   // 0 weight, 1 scales (format-specific beyond that)
+  uint32_t dtype = 0;  // kRef: hetmoe::DType of the elements; packed: cpu::PackedFormat
   int64_t rows = 0;
   int64_t cols = 0;
   uint64_t offset = 0;  // from the record's start
@@ -72,16 +72,16 @@ struct StoreHeader {
   int64_t n_routed_experts = 0;
   int64_t hidden_size = 0;
   int64_t moe_intermediate_size = 0;
-  int64_t weight_block = 0;      // FP8 block size of the source (128)
-  uint64_t record_bytes = 0;     // every record, a multiple of kRecordAlignment
+  int64_t weight_block = 0;   // FP8 block size of the source (128)
+  uint64_t record_bytes = 0;  // every record, a multiple of kRecordAlignment
   uint64_t record_count = 0;
   uint64_t index_offset = 0;
-  uint64_t index_bytes = 0;      // record_count * kIndexEntryBytes
-  uint64_t index_checksum = 0;   // xxHash64 of the index bytes
-  uint64_t data_offset = 0;      // first record
-  uint64_t file_bytes = 0;       // total size of the store
+  uint64_t index_bytes = 0;     // record_count * kIndexEntryBytes
+  uint64_t index_checksum = 0;  // xxHash64 of the index bytes
+  uint64_t data_offset = 0;     // first record
+  uint64_t file_bytes = 0;      // total size of the store
   std::vector<RecordPart> parts;
-  std::string created_by;        // "hetmoe 0.1.0"
+  std::string created_by;  // "hetmoe 0.1.0"
 };
 
 struct RecordEntry {

@@ -60,7 +60,8 @@ class UringStorage final : public Storage {
                            "; reading without fixed buffers");
       return;
     }
-    std::sort(fixed_.begin(), fixed_.end(), [](const BufferRegion& a, const BufferRegion& b) { return a.data < b.data; });
+    std::sort(fixed_.begin(), fixed_.end(),
+              [](const BufferRegion& a, const BufferRegion& b) { return a.data < b.data; });
     // io_uring numbers fixed buffers in registration order; keep that index after sorting.
     fixed_index_.assign(fixed_.size(), 0);
     for (size_t i = 0; i < fixed_.size(); ++i)
@@ -103,7 +104,8 @@ class UringStorage final : public Storage {
         rc = io_uring_wait_cqe(&ring_, &cqe);
       } while (rc == -EINTR);
       check(rc == 0 && cqe != nullptr,
-            std::string("io_uring_wait_cqe failed: ") + std::strerror(-rc) + "; likely cause: " + likely_cause(-rc, false),
+            std::string("io_uring_wait_cqe failed: ") + std::strerror(-rc) +
+                "; likely cause: " + likely_cause(-rc, false),
             {.path = path()});
     }
     *op = static_cast<ReadOp*>(io_uring_cqe_get_data(cqe));
@@ -122,8 +124,8 @@ class UringStorage final : public Storage {
         continue;
       }
       if (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) continue;
-      throw Error(std::string("io_uring_submit failed: ") + std::strerror(-rc) + "; likely cause: " +
-                      likely_cause(-rc, false),
+      throw Error(std::string("io_uring_submit failed: ") + std::strerror(-rc) +
+                      "; likely cause: " + likely_cause(-rc, false),
                   {.path = path()});
     }
   }
@@ -150,7 +152,8 @@ class UringStorage final : public Storage {
 
 }  // namespace
 
-std::unique_ptr<Storage> create_uring_storage(const OpenFile& file, const StorageOptions& options, int* setup_errno) {
+std::unique_ptr<Storage> create_uring_storage(const OpenFile& file, const StorageOptions& options,
+                                              int* setup_errno) {
   io_uring ring{};
   io_uring_params params{};
   // No SINGLE_ISSUER / COOP_TASKRUN: the ring may be created on one thread and driven from

@@ -19,16 +19,14 @@
 # combination once.
 #
 # I/O and compute overlap when the streamed run reaches the bound (target >= 80%).
-# With --mmap also: the same model from its safetensors through mmap and the page cache (the
-# model's files are evicted from the page cache first with fadvise DONTNEED: a cold start),
-# against the streamed store of the same kernel (--ref-store, packed with --format ref).
+# (mmap and the page cache vs the store: mmap_vs_store.sh.)
 #
 # Usage: bench/streaming/decode_vs_bound.sh --model DIR --store STORE [--budget 8GiB] [--binary PATH]
-#          [-n 16] [-r 2] [--rounds 3] [--small DIR] [--mmap --ref-store STORE] [--read-seconds 10]
+#          [-n 16] [-r 2] [--rounds 3] [--small DIR] [--read-seconds 10]
 set -euo pipefail
 
 BINARY=build/tools/hetmoe
-MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; MMAP=0; REF_STORE=; READ_SECONDS=10; ROUNDS=3
+MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; READ_SECONDS=10; ROUNDS=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --binary) BINARY=$2; shift 2 ;;
@@ -38,8 +36,6 @@ while [[ $# -gt 0 ]]; do
     -n) N=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     --small) SMALL=$2; shift 2 ;;
-    --mmap) MMAP=1; shift ;;
-    --ref-store) REF_STORE=$2; shift 2 ;;
     --read-seconds) READ_SECONDS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -53,18 +49,6 @@ else
   OUT=$KEEP_DIR  # KEEP_DIR=path keeps the raw JSON of every run there
   mkdir -p "$OUT"
 fi
-
-evict() {  # drop a folder's or file's pages from the page cache (no root needed)
-  python3 - "$@" <<'PY'
-import os, sys
-for top in sys.argv[1:]:
-    paths = [os.path.join(top, f) for f in os.listdir(top)] if os.path.isdir(top) else [top]
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
-PY
-}
 
 echo "== drive: engine read pattern on the store" >&2
 "$BINARY" bench --store "$STORE" --read-test "$READ_SECONDS" -r 1 -o json > "$OUT/read.json"
@@ -90,17 +74,6 @@ done
 echo "== every policy / prefetch combination, budget $BUDGET" >&2
 "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" \
   --prefetch 0,1 --cache-policy lru,next-use -o json > "$OUT/stream.json"
-
-if [[ "$MMAP" == 1 ]]; then
-  [[ -n "$REF_STORE" ]] || { echo "--mmap needs --ref-store (a store packed with --format ref)" >&2; exit 2; }
-  echo "== mmap (page cache), cold" >&2
-  evict "$MODEL"
-  "$BINARY" bench -m "$MODEL" --format ref -p 0 -n "$N" -r "$R" -o json > "$OUT/mmap.json"
-  echo "== streamed ref store, cold" >&2
-  evict "$REF_STORE" "$MODEL"
-  "$BINARY" bench -m "$MODEL" --store "$REF_STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" -o json \
-    > "$OUT/stream_ref.json"
-fi
 
 python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" "$ROUNDS" <<'PY'
 import json, os, sys
@@ -142,15 +115,4 @@ for row in json.load(open(f"{out}/stream.json")):
           f"{row['tokens_per_second_sd']:.3f} | {row['nvme_bytes_per_token']/1e6:.1f} | {100*row['cache_hit_rate']:.1f} | "
           f"{100*row['prefetch_recall']:.1f} | {100*row['prefetch_overfetch']:.1f} | {100*row['io_wait_share']:.1f} | "
           f"{t_io*1e3:.0f} | {bound:.3f} | {100*row['tokens_per_second']/bound:.0f}% |")
-if os.path.exists(f"{out}/mmap.json"):
-    mm = json.load(open(f"{out}/mmap.json"))[0]
-    st = json.load(open(f"{out}/stream_ref.json"))[0]
-    print()
-    print("| path (ref kernel: cpu::linear on shipped FP8) | t/s | storage MB/tok (process read_bytes) |")
-    print("|---|---:|---:|")
-    print(f"| mmap + page cache (files evicted first, 1 warm-up run) | {mm['tokens_per_second']:.3f} ± {mm['tokens_per_second_sd']:.3f} | "
-          f"{mm['process_read_bytes_per_token']/1e6:.1f} |")
-    print(f"| streamed store, budget {budget} (evicted first, 1 warm-up run) | {st['tokens_per_second']:.3f} ± {st['tokens_per_second_sd']:.3f} | "
-          f"{st['process_read_bytes_per_token']/1e6:.1f} |")
-    print(f"\nstreamed / mmap: {st['tokens_per_second']/mm['tokens_per_second']:.2f}x")
 PY

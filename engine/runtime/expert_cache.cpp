@@ -16,9 +16,12 @@ constexpr double kAging = 0.98;
 
 std::string_view cache_policy_name(CachePolicyKind kind) {
   switch (kind) {
-    case CachePolicyKind::kLru: return "lru";
-    case CachePolicyKind::kLfu: return "lfu";
-    case CachePolicyKind::kNextUse: return "next-use";
+    case CachePolicyKind::kLru:
+      return "lru";
+    case CachePolicyKind::kLfu:
+      return "lfu";
+    case CachePolicyKind::kNextUse:
+      return "next-use";
   }
   return "unknown";
 }
@@ -31,7 +34,8 @@ std::optional<CachePolicyKind> parse_cache_policy(std::string_view name) {
 
 // --- policy -------------------------------------------------------------------------------------
 
-CachePolicy::CachePolicy(CachePolicyKind kind, int64_t num_layers, int64_t experts, std::span<const int64_t> moe_layers)
+CachePolicy::CachePolicy(CachePolicyKind kind, int64_t num_layers, int64_t experts,
+                         std::span<const int64_t> moe_layers)
     : kind_(kind),
       experts_(experts),
       moe_layer_count_(std::max<int64_t>(1, int64_t(moe_layers.size()))),
@@ -88,8 +92,9 @@ double CachePolicy::eviction_score(ExpertKey key) const {
 
 // --- cache --------------------------------------------------------------------------------------
 
-ExpertCache::ExpertCache(int64_t num_layers, int64_t experts, std::span<const int64_t> moe_layers, int64_t slot_count,
-                         uint64_t record_bytes, CachePolicyKind policy, MemoryBudget& budget)
+ExpertCache::ExpertCache(int64_t num_layers, int64_t experts, std::span<const int64_t> moe_layers,
+                         int64_t slot_count, uint64_t record_bytes, CachePolicyKind policy,
+                         MemoryBudget& budget)
     : experts_(experts),
       record_bytes_(record_bytes),
       reservation_(budget, uint64_t(slot_count) * record_bytes, "expert cache"),

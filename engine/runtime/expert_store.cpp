@@ -7,8 +7,8 @@
 #include <mutex>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <tbb/parallel_for.h>
+#include <nlohmann/json.hpp>
 
 #include "engine/core/dtype.h"
 #include "engine/core/error.h"
@@ -26,18 +26,26 @@ const cpu::WeightMatrix& matrix_of(const FfnWeights& w, uint32_t role) {
   return role == kGate ? w.gate : role == kUp ? w.up : w.down;
 }
 
-std::string version_string() { return "hetmoe 0.1.0"; }
+std::string version_string() {
+  return "hetmoe 0.1.0";
+}
 
 }  // namespace
 
-bool is_packed_format(io::RecordFormat format) { return format != io::RecordFormat::kRef; }
+bool is_packed_format(io::RecordFormat format) {
+  return format != io::RecordFormat::kRef;
+}
 
 cpu::PackedFormat packed_format_of(io::RecordFormat format) {
   switch (format) {
-    case io::RecordFormat::kInt8: return cpu::PackedFormat::kINT8;
-    case io::RecordFormat::kInt4: return cpu::PackedFormat::kINT4;
-    case io::RecordFormat::kBF16: return cpu::PackedFormat::kBF16;
-    default: return cpu::PackedFormat::kFP8;
+    case io::RecordFormat::kInt8:
+      return cpu::PackedFormat::kINT8;
+    case io::RecordFormat::kInt4:
+      return cpu::PackedFormat::kINT4;
+    case io::RecordFormat::kBF16:
+      return cpu::PackedFormat::kBF16;
+    default:
+      return cpu::PackedFormat::kFP8;
   }
 }
 
@@ -49,8 +57,13 @@ ExpertRecordLayout expert_record_layout(io::RecordFormat format, const FfnWeight
     for (uint32_t role : {kGate, kUp, kDown}) {
       const cpu::WeightMatrix& m = matrix_of(sample, role);
       const cpu::PackedLayout l = cpu::packed_layout(packed, m.rows, m.cols);
-      layout.parts.push_back({.role = role, .kind = kWeight, .dtype = uint32_t(packed), .rows = m.rows,
-                              .cols = m.cols, .offset = offset, .bytes = l.bytes()});
+      layout.parts.push_back({.role = role,
+                              .kind = kWeight,
+                              .dtype = uint32_t(packed),
+                              .rows = m.rows,
+                              .cols = m.cols,
+                              .offset = offset,
+                              .bytes = l.bytes()});
       offset = io::round_up(offset + l.bytes(), kPartAlignment);
     }
   } else {
@@ -63,14 +76,24 @@ ExpertRecordLayout expert_record_layout(io::RecordFormat format, const FfnWeight
       check(m.format == shipped, "the expert's gate, up and down differ in format");
       const bool bf16 = shipped == cpu::WeightFormat::kBF16;
       const uint64_t weight_bytes = uint64_t(m.rows) * uint64_t(m.cols) * (bf16 ? 2 : 1);
-      layout.parts.push_back({.role = role, .kind = kWeight, .dtype = uint32_t(bf16 ? DType::kBF16 : DType::kF8E4M3),
-                              .rows = m.rows, .cols = m.cols, .offset = offset, .bytes = weight_bytes});
+      layout.parts.push_back({.role = role,
+                              .kind = kWeight,
+                              .dtype = uint32_t(bf16 ? DType::kBF16 : DType::kF8E4M3),
+                              .rows = m.rows,
+                              .cols = m.cols,
+                              .offset = offset,
+                              .bytes = weight_bytes});
       offset = io::round_up(offset + weight_bytes, kPartAlignment);
       if (!bf16) {
         const int64_t rows = (m.rows + m.block - 1) / m.block, cols = (m.cols + m.block - 1) / m.block;
         const uint64_t scale_bytes = uint64_t(rows * cols) * sizeof(float);
-        layout.parts.push_back({.role = role, .kind = kScale, .dtype = uint32_t(DType::kF32), .rows = rows,
-                                .cols = cols, .offset = offset, .bytes = scale_bytes});
+        layout.parts.push_back({.role = role,
+                                .kind = kScale,
+                                .dtype = uint32_t(DType::kF32),
+                                .rows = rows,
+                                .cols = cols,
+                                .offset = offset,
+                                .bytes = scale_bytes});
         offset = io::round_up(offset + scale_bytes, kPartAlignment);
       }
     }
@@ -97,7 +120,8 @@ void fill_expert_record(const ExpertRecordLayout& layout, const FfnWeights& w, u
   }
 }
 
-FfnWeights bind_shipped_record(const ModelConfig& config, std::span<const io::RecordPart> parts, const uint8_t* record) {
+FfnWeights bind_shipped_record(const ModelConfig& config, std::span<const io::RecordPart> parts,
+                               const uint8_t* record) {
   FfnWeights w;
   for (const io::RecordPart& part : parts) {
     check(part.role <= kDown, "unknown record part role " + std::to_string(part.role));
@@ -106,7 +130,8 @@ FfnWeights bind_shipped_record(const ModelConfig& config, std::span<const io::Re
       m.data = record + part.offset;
       m.rows = part.rows;
       m.cols = part.cols;
-      m.format = part.dtype == uint32_t(DType::kBF16) ? cpu::WeightFormat::kBF16 : cpu::WeightFormat::kFP8Block;
+      m.format =
+          part.dtype == uint32_t(DType::kBF16) ? cpu::WeightFormat::kBF16 : cpu::WeightFormat::kFP8Block;
       m.block = config.quantization.block_rows;
     } else {
       m.scale_inv = reinterpret_cast<const float*>(record + part.offset);
@@ -131,7 +156,8 @@ io::StoreSource identify_model(const ModelWeights& weights, const std::filesyste
   io::StoreSource source;
   const std::string canonical = model_config_to_json(weights.config).dump();
   source.config_hash = io::checksum(canonical.data(), canonical.size());
-  if (!model_dir.empty()) source.model_path = std::filesystem::absolute(model_dir).lexically_normal().string();
+  if (!model_dir.empty())
+    source.model_path = std::filesystem::absolute(model_dir).lexically_normal().string();
   uint64_t fingerprint = 0;
   for (const LayerWeights& layer : weights.layers) {
     if (!layer.is_moe || layer.moe.experts.empty()) continue;
@@ -147,16 +173,18 @@ io::StoreSource identify_model(const ModelWeights& weights, const std::filesyste
 
 void check_store_matches_model(const io::StoreHeader& store, const std::string& store_path,
                                const io::StoreSource& model, const ModelConfig& c) {
-  const std::string packed_from = store.source.model_path.empty() ? "" : " (packed from " + store.source.model_path + ")";
-  const Error::Context context{.path = store_path,
-                               .hint = "pack this model with `hetmoe pack -m MODEL -o STORE` and use that store"};
+  const std::string packed_from =
+      store.source.model_path.empty() ? "" : " (packed from " + store.source.model_path + ")";
+  const Error::Context context{
+      .path = store_path, .hint = "pack this model with `hetmoe pack -m MODEL -o STORE` and use that store"};
   check(store.num_layers == c.num_hidden_layers && store.n_routed_experts == c.n_routed_experts &&
             store.hidden_size == c.hidden_size && store.moe_intermediate_size == c.moe_intermediate_size,
         "the store is for a model with " + std::to_string(store.num_layers) + " layers, " +
             std::to_string(store.n_routed_experts) + " experts, hidden " + std::to_string(store.hidden_size) +
             ", expert width " + std::to_string(store.moe_intermediate_size) + packed_from +
-            "; this model has " + std::to_string(c.num_hidden_layers) + ", " + std::to_string(c.n_routed_experts) +
-            ", " + std::to_string(c.hidden_size) + ", " + std::to_string(c.moe_intermediate_size),
+            "; this model has " + std::to_string(c.num_hidden_layers) + ", " +
+            std::to_string(c.n_routed_experts) + ", " + std::to_string(c.hidden_size) + ", " +
+            std::to_string(c.moe_intermediate_size),
         context);
   check(store.source.config_hash == model.config_hash,
         "the store was packed from a model with a different config" + packed_from, context);
@@ -177,7 +205,8 @@ PackSummary pack_expert_store(const PackOptions& options) {
     for (int64_t e = 0; e < int64_t(layer.moe.experts.size()); ++e) keys.emplace_back(int32_t(l), int32_t(e));
     if (sample == nullptr && !layer.moe.experts.empty()) sample = &layer.moe.experts[0];
   }
-  check(sample != nullptr, "the model has no routed experts: nothing to pack", {.path = options.model_dir.string()});
+  check(sample != nullptr, "the model has no routed experts: nothing to pack",
+        {.path = options.model_dir.string()});
   const ExpertRecordLayout layout = expert_record_layout(options.format, *sample);
 
   io::StoreHeader header;
@@ -195,10 +224,11 @@ PackSummary pack_expert_store(const PackOptions& options) {
 
   // Two record buffers: the main thread fills one from the checkpoint mapping while a writer
   // thread hashes and writes the other, so reading the model and writing the store overlap.
-  io::AlignedBuffer buffers[2] = {io::AlignedBuffer(layout.record_bytes), io::AlignedBuffer(layout.record_bytes)};
+  io::AlignedBuffer buffers[2] = {io::AlignedBuffer(layout.record_bytes),
+                                  io::AlignedBuffer(layout.record_bytes)};
   std::mutex mutex;
   std::condition_variable changed;
-  int full = -1;          // buffer waiting for the writer
+  int full = -1;  // buffer waiting for the writer
   bool stop = false;
   std::exception_ptr failure;
   std::thread writer_thread([&] {

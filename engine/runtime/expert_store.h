@@ -35,7 +35,8 @@ cpu::PackedFormat packed_format_of(io::RecordFormat format);
 void fill_expert_record(const ExpertRecordLayout& layout, const FfnWeights& w, uint8_t* record);
 
 // Views of an expert inside a record buffer laid out as `parts` say.
-FfnWeights bind_shipped_record(const ModelConfig& config, std::span<const io::RecordPart> parts, const uint8_t* record);
+FfnWeights bind_shipped_record(const ModelConfig& config, std::span<const io::RecordPart> parts,
+                               const uint8_t* record);
 cpu::PackedFfn bind_packed_record(io::RecordFormat format, std::span<const io::RecordPart> parts,
                                   const uint8_t* record);
 

@@ -71,8 +71,8 @@ uint64_t kv_cache_bytes(const ModelConfig& config, int64_t tokens);
 // batch together) at up to `context` positions, with `logit_rows` rows of logits returned
 // and kept by the caller, and `threads` workers. From the buffers model.cpp allocates (see
 // memory_budget.cpp), with a 25% margin.
-uint64_t forward_activation_bytes(const ModelConfig& config, int64_t tokens, int64_t context, int64_t logit_rows,
-                                  int threads);
+uint64_t forward_activation_bytes(const ModelConfig& config, int64_t tokens, int64_t context,
+                                  int64_t logit_rows, int threads);
 
 // "1.50 GiB"
 std::string format_bytes(uint64_t bytes);

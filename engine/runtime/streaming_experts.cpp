@@ -17,7 +17,9 @@ namespace hetmoe {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+double seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
 
 std::vector<int64_t> moe_layers_of(const ModelConfig& c) {
   std::vector<int64_t> layers;
@@ -40,12 +42,14 @@ std::vector<BudgetReservation> reserve_run_memory(MemoryBudget& budget, const Mo
   const int threads = run.threads > 0 ? run.threads : int(std::thread::hardware_concurrency());
   const uint64_t weight_bytes = non_expert_weight_bytes(weights);
   const uint64_t kv_bytes = uint64_t(run.sequences) * kv_cache_bytes(c, run.context);
-  const uint64_t activation_bytes = forward_activation_bytes(c, run.batch_tokens, run.context, run.logit_rows, threads);
+  const uint64_t activation_bytes =
+      forward_activation_bytes(c, run.batch_tokens, run.context, run.logit_rows, threads);
   const uint64_t needed = weight_bytes + kv_bytes + activation_bytes + record_bytes;
   if (budget.limit_bytes() > 0 && budget.used_bytes() + needed > budget.limit_bytes())
-    throw Error("--dram-budget " + std::to_string(budget.limit_bytes()) + " (" + format_bytes(budget.limit_bytes()) +
-                    ") is too small: this run needs at least " + std::to_string(budget.used_bytes() + needed) +
-                    " bytes (" + format_bytes(budget.used_bytes() + needed) + "): non-expert weights " +
+    throw Error("--dram-budget " + std::to_string(budget.limit_bytes()) + " (" +
+                    format_bytes(budget.limit_bytes()) + ") is too small: this run needs at least " +
+                    std::to_string(budget.used_bytes() + needed) + " bytes (" +
+                    format_bytes(budget.used_bytes() + needed) + "): non-expert weights " +
                     format_bytes(weight_bytes) + ", KV cache " + format_bytes(kv_bytes) + ", activations " +
                     format_bytes(activation_bytes) + ", one expert record " + format_bytes(record_bytes),
                 {.hint = "raise --dram-budget, or lower --ctx / the batch"});
@@ -89,15 +93,17 @@ StreamingExperts::StreamingExperts(const ModelWeights& weights, std::unique_ptr<
   if (slots < 1) {
     // Say exactly how much is missing: one streaming slot plus the pinned experts.
     budget.reserve(uint64_t(hot + 1) * record, "expert cache (" + std::to_string(hot) +
-                                                    " pinned + 1 streaming slot of " + format_bytes(record) + ")");
+                                                   " pinned + 1 streaming slot of " + format_bytes(record) +
+                                                   ")");
   }
-  cache_ = std::make_unique<ExpertCache>(c.num_hidden_layers, c.n_routed_experts, moe_layers, hot + slots, record,
-                                         options_.policy, budget);
+  cache_ = std::make_unique<ExpertCache>(c.num_hidden_layers, c.n_routed_experts, moe_layers, hot + slots,
+                                         record, options_.policy, budget);
   storage_ = std::move(storage);
   const io::BufferRegion region{cache_->arena().data(), cache_->arena().size()};
   storage_->register_buffers(std::span(&region, 1));
 
-  const uint64_t block = std::max<uint64_t>(io::kRecordAlignment, io::round_up(options_.read_block_bytes, io::kRecordAlignment));
+  const uint64_t block =
+      std::max<uint64_t>(io::kRecordAlignment, io::round_up(options_.read_block_bytes, io::kRecordAlignment));
   chunks_per_record_ = int64_t((record + block - 1) / block);
   ops_.resize(size_t(cache_->slot_count() * chunks_per_record_));
   task_of_slot_.assign(size_t(cache_->slot_count()), -1);
@@ -153,10 +159,12 @@ int64_t StreamingExperts::complete(io::ReadOp* op) {
   Slot& slot = cache_->slots()[size_t(op->tag)];
   const io::RecordEntry* entry = index_.find(slot.key.layer, slot.key.expert);
   if (op->error != 0)
-    throw Error(io::describe_read_error(*storage_, *op) + " while reading " + io::describe_record(index_.path(), *entry));
+    throw Error(io::describe_read_error(*storage_, *op) + " while reading " +
+                io::describe_record(index_.path(), *entry));
   stats_.bytes_read += op->done;
   if (--slot.reads_left > 0) return -1;
-  uint8_t& verified = verified_[size_t(slot.key.layer) * size_t(weights_.config.n_routed_experts) + size_t(slot.key.expert)];
+  uint8_t& verified =
+      verified_[size_t(slot.key.layer) * size_t(weights_.config.n_routed_experts) + size_t(slot.key.expert)];
   if (options_.verify == Verify::kAlways || (options_.verify == Verify::kFirstRead && !verified)) {
     index_.verify(*entry, slot.data);
     verified = 1;
@@ -180,7 +188,8 @@ void StreamingExperts::abandon() {
   std::fill(task_of_slot_.begin(), task_of_slot_.end(), -1);
 }
 
-void StreamingExperts::compute(int64_t layer, std::span<const ExpertTask> tasks, std::span<const int64_t> batch) {
+void StreamingExperts::compute(int64_t layer, std::span<const ExpertTask> tasks,
+                               std::span<const int64_t> batch) {
   const io::StoreHeader& h = index_.header();
   auto slot_of = [&](int64_t i) { return cache_->find({int32_t(layer), tasks[size_t(i)].expert}); };
   if (!is_packed_format(h.format)) {
@@ -206,7 +215,8 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks) {
   // Judge this layer's prediction: which needed experts it named, which reads it wasted.
   if (has_prediction_[size_t(layer)]) {
     stats_.needed_after_prediction += tasks.size();
-    for (const ExpertTask& task : tasks) stats_.predicted_needed += predicted_[size_t(layer)][size_t(task.expert)];
+    for (const ExpertTask& task : tasks)
+      stats_.predicted_needed += predicted_[size_t(layer)][size_t(task.expert)];
     std::fill(predicted_[size_t(layer)].begin(), predicted_[size_t(layer)].end(), 0);
     has_prediction_[size_t(layer)] = 0;
   }
@@ -287,8 +297,8 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks) {
         for (const Slot* slot : prefetched_) const_cast<Slot*>(slot)->prefetched = false;
         prefetched_.clear();
         issue_missing();
-        check(storage_->in_flight() > 0, "expert cache deadlock: no slot can take layer " + std::to_string(layer) +
-                                             "'s experts (all pinned?)");
+        check(storage_->in_flight() > 0, "expert cache deadlock: no slot can take layer " +
+                                             std::to_string(layer) + "'s experts (all pinned?)");
         continue;
       }
       const auto wait_start = Clock::now();
@@ -311,7 +321,8 @@ void StreamingExperts::prefetch(int64_t layer, std::span<const int32_t> experts)
   if (!options_.prefetch || layer < 0 || layer >= weights_.config.num_hidden_layers) return;
   has_prediction_[size_t(layer)] = 1;
   // Never let predictions take more than half the streaming slots: the rest stays a cache.
-  const size_t limit = size_t(std::max<int64_t>(1, (cache_->slot_count() - int64_t(options_.hot.size())) / 2));
+  const size_t limit =
+      size_t(std::max<int64_t>(1, (cache_->slot_count() - int64_t(options_.hot.size())) / 2));
   try {
     for (int32_t e : experts) {
       if (e < 0 || e >= weights_.config.n_routed_experts) continue;
@@ -364,7 +375,8 @@ std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const
             for (const auto& e : entry.at(tier)) add(moe_layers[size_t(m)], e.get<int64_t>());
       }
     } else {
-      check(doc.is_array(), "expected a plan file or a list of [layer, expert] pairs", {.path = path.string()});
+      check(doc.is_array(), "expected a plan file or a list of [layer, expert] pairs",
+            {.path = path.string()});
       for (const auto& pair : doc) add(pair.at(0).get<int64_t>(), pair.at(1).get<int64_t>());
     }
   } catch (const nlohmann::json::exception& e) {
@@ -374,7 +386,8 @@ std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const
 }
 
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
-                                                         const std::string& dram_budget, const RunShape& shape) {
+                                                         const std::string& dram_budget,
+                                                         const RunShape& shape) {
   if (store.empty()) {
     check(dram_budget.empty(), "--dram-budget needs --store",
           {.hint = "pack the model's experts with `hetmoe pack -m MODEL -o STORE` and pass --store STORE"});
@@ -408,22 +421,26 @@ StreamingSession::StreamingSession(Model& model, const StreamingRequest& request
   auto storage = io::open_storage(request.store, request.storage);
   const uint64_t record = io::StoreIndex::read(*storage).header().record_bytes;
   reservations_ = reserve_run_memory(*budget_, model.weights(), request.shape, record);
-  source_ = std::make_unique<StreamingExperts>(model.weights(), std::move(storage), *budget_, request.options);
+  source_ =
+      std::make_unique<StreamingExperts>(model.weights(), std::move(storage), *budget_, request.options);
   model.set_expert_source(source_.get());
 }
 
-StreamingSession::~StreamingSession() { model_->set_expert_source(nullptr); }
+StreamingSession::~StreamingSession() {
+  model_->set_expert_source(nullptr);
+}
 
 std::string StreamingSession::summary() const {
   const StreamingStats& s = source_->stats();
   char text[512];
-  std::snprintf(text, sizeof text,
-                "streamed %s from %s (%s): cache %lld x %s, hit rate %.1f%%, prefetch recall %.1f%%, over-fetch "
-                "%.1f%%, I/O wait %.2f s; budget %s",
-                format_bytes(s.bytes_read).c_str(), source_->store().path().c_str(),
-                std::string(source_->storage().backend()).c_str(), static_cast<long long>(source_->cache_slots()),
-                format_bytes(source_->record_bytes()).c_str(), 100 * s.cache_hit_rate(), 100 * s.prefetch_recall(),
-                100 * s.prefetch_overfetch(), s.io_wait_seconds, budget_->describe().c_str());
+  std::snprintf(
+      text, sizeof text,
+      "streamed %s from %s (%s): cache %lld x %s, hit rate %.1f%%, prefetch recall %.1f%%, over-fetch "
+      "%.1f%%, I/O wait %.2f s; budget %s",
+      format_bytes(s.bytes_read).c_str(), source_->store().path().c_str(),
+      std::string(source_->storage().backend()).c_str(), static_cast<long long>(source_->cache_slots()),
+      format_bytes(source_->record_bytes()).c_str(), 100 * s.cache_hit_rate(), 100 * s.prefetch_recall(),
+      100 * s.prefetch_overfetch(), s.io_wait_seconds, budget_->describe().c_str());
   return text;
 }
 

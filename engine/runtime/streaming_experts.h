@@ -24,11 +24,11 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/threads.h"
 #include "engine/runtime/expert_cache.h"
 #include "engine/runtime/expert_source.h"
 #include "engine/runtime/expert_store.h"
 #include "engine/runtime/memory_budget.h"
-#include "cpu/threads.h"
 #include "io/storage.h"
 
 namespace hetmoe {
@@ -40,13 +40,13 @@ namespace hetmoe {
 enum class Verify { kAlways, kFirstRead, kNever };
 
 struct StreamingOptions {
-  int64_t cache_slots = 0;           // 0: every slot the budget has room for
+  int64_t cache_slots = 0;  // 0: every slot the budget has room for
   CachePolicyKind policy = CachePolicyKind::kNextUse;
-  std::vector<ExpertKey> hot;        // plan-hot experts: loaded at start, never evicted
-  bool prefetch = true;              // ask Model for next-layer predictions
+  std::vector<ExpertKey> hot;           // plan-hot experts: loaded at start, never evicted
+  bool prefetch = true;                 // ask Model for next-layer predictions
   uint64_t read_block_bytes = 1 << 20;  // one record = reads of this size (the I/O block size)
   Verify verify = Verify::kFirstRead;
-  cpu::ThreadOptions threads;        // the expert kernels' arena (packed formats)
+  cpu::ThreadOptions threads;  // the expert kernels' arena (packed formats)
 };
 
 struct StreamingStats {
@@ -56,27 +56,29 @@ struct StreamingStats {
   uint64_t misses = 0;            // ... read on demand
   uint64_t bytes_read = 0;        // from the store
   uint64_t records_read = 0;
-  uint64_t records_verified = 0;  // ... whose checksum was checked
-  uint64_t prefetch_reads = 0;    // records read because of a prediction
-  uint64_t prefetch_wasted = 0;   // ... that their layer then did not use
-  uint64_t predicted_needed = 0;  // experts a layer needed that had been predicted for it
+  uint64_t records_verified = 0;         // ... whose checksum was checked
+  uint64_t prefetch_reads = 0;           // records read because of a prediction
+  uint64_t prefetch_wasted = 0;          // ... that their layer then did not use
+  uint64_t predicted_needed = 0;         // experts a layer needed that had been predicted for it
   uint64_t needed_after_prediction = 0;  // experts needed by layers that had a prediction
-  double io_wait_seconds = 0;     // the CPU blocked waiting for a read
-  double run_seconds = 0;         // inside run()
+  double io_wait_seconds = 0;            // the CPU blocked waiting for a read
+  double run_seconds = 0;                // inside run()
   double cache_hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
   double prefetch_recall() const {
     return needed_after_prediction ? double(predicted_needed) / double(needed_after_prediction) : 0.0;
   }
-  double prefetch_overfetch() const { return prefetch_reads ? double(prefetch_wasted) / double(prefetch_reads) : 0.0; }
+  double prefetch_overfetch() const {
+    return prefetch_reads ? double(prefetch_wasted) / double(prefetch_reads) : 0.0;
+  }
 };
 
 // What a streamed run holds besides the expert cache, for reserve_run_memory().
 struct RunShape {
-  int64_t sequences = 1;      // KV caches
-  int64_t context = 4096;     // positions per KV cache
-  int64_t batch_tokens = 512; // most rows one forward pass processes (all sequences together)
-  int64_t logit_rows = 1;     // logit rows one forward pass returns
-  int threads = 0;            // worker threads (0: all cores)
+  int64_t sequences = 1;       // KV caches
+  int64_t context = 4096;      // positions per KV cache
+  int64_t batch_tokens = 512;  // most rows one forward pass processes (all sequences together)
+  int64_t logit_rows = 1;      // logit rows one forward pass returns
+  int threads = 0;             // worker threads (0: all cores)
 };
 
 // Reserves the non-expert weights, the KV caches and the forward pass's activations of a run
@@ -120,11 +122,11 @@ class StreamingExperts final : public ExpertSource {
   const ModelWeights& weights_;
   StreamingOptions options_;
   io::StoreIndex index_;
-  std::unique_ptr<ExpertCache> cache_;     // declared before storage_: destroyed after it
-  std::unique_ptr<io::Storage> storage_;   // its destructor waits for reads into the cache
-  std::vector<io::ReadOp> ops_;            // [slot * chunks + chunk]
+  std::unique_ptr<ExpertCache> cache_;    // declared before storage_: destroyed after it
+  std::unique_ptr<io::Storage> storage_;  // its destructor waits for reads into the cache
+  std::vector<io::ReadOp> ops_;           // [slot * chunks + chunk]
   int64_t chunks_per_record_ = 0;
-  std::vector<int64_t> task_of_slot_;      // running layer: slot -> task index waiting for it
+  std::vector<int64_t> task_of_slot_;            // running layer: slot -> task index waiting for it
   std::vector<std::vector<uint8_t>> predicted_;  // [layer][expert]: predicted for that layer
   std::vector<uint8_t> has_prediction_;          // [layer]
   std::vector<const Slot*> prefetched_;          // slots read by a prediction, not yet judged
@@ -141,8 +143,8 @@ class StreamingExperts final : public ExpertSource {
 class Model;
 
 struct StreamingRequest {
-  std::filesystem::path store;       // packed expert store
-  uint64_t dram_budget_bytes = 0;    // 0: 80% of MemAvailable at start-up
+  std::filesystem::path store;     // packed expert store
+  uint64_t dram_budget_bytes = 0;  // 0: 80% of MemAvailable at start-up
   RunShape shape;
   StreamingOptions options;
   io::StorageOptions storage;
@@ -176,7 +178,8 @@ class StreamingSession {
 // `dram_budget` ("16GiB", "8G", bytes; empty: 80% of MemAvailable). Throws hetmoe::Error for a
 // malformed budget, a budget without a store, or anything StreamingSession refuses.
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
-                                                         const std::string& dram_budget, const RunShape& shape);
+                                                         const std::string& dram_budget,
+                                                         const RunShape& shape);
 
 // Experts to keep resident, from a plan file (`hetmoe plan` schema hetmoe-plan/1: per MoE layer
 // its "gpu" and "dram" experts — without a GPU both stay in DRAM) or a JSON list of

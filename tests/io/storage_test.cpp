@@ -22,12 +22,13 @@ namespace {
 class TempFile {
  public:
   explicit TempFile(uint64_t bytes) {
-    path_ = std::filesystem::temp_directory_path() / ("hetmoe-io-" + std::to_string(getpid()) + "-" +
-                                                      std::to_string(counter_++) + ".bin");
+    path_ = std::filesystem::temp_directory_path() /
+            ("hetmoe-io-" + std::to_string(getpid()) + "-" + std::to_string(counter_++) + ".bin");
     std::mt19937_64 random(bytes);
     content_.resize(bytes);
     for (auto& b : content_) b = uint8_t(random());
-    std::ofstream(path_, std::ios::binary).write(reinterpret_cast<const char*>(content_.data()), std::streamsize(bytes));
+    std::ofstream(path_, std::ios::binary)
+        .write(reinterpret_cast<const char*>(content_.data()), std::streamsize(bytes));
   }
   ~TempFile() { std::filesystem::remove(path_); }
   const std::filesystem::path& path() const { return path_; }
@@ -40,7 +41,8 @@ class TempFile {
 };
 
 // Reads the whole file as `chunk`-byte ops, many more than the queue depth, and checks bytes.
-void read_all_and_compare(Storage& storage, const std::vector<uint8_t>& content, uint64_t chunk, bool register_it) {
+void read_all_and_compare(Storage& storage, const std::vector<uint8_t>& content, uint64_t chunk,
+                          bool register_it) {
   AlignedBuffer buffer(round_up(content.size(), kPageBytes));
   if (register_it) {
     const BufferRegion region{buffer.data(), buffer.size()};
@@ -68,7 +70,8 @@ void read_all_and_compare(Storage& storage, const std::vector<uint8_t>& content,
 
 TEST(Storage, IoUringReadsMatchTheFile) {
   TempFile file(8 << 20);
-  auto storage = open_storage(file.path(), {.backend = StorageBackend::kUring, .queue_depth = 8, .submit_batch = 3});
+  auto storage =
+      open_storage(file.path(), {.backend = StorageBackend::kUring, .queue_depth = 8, .submit_batch = 3});
   EXPECT_EQ(storage->backend(), "io_uring");
   EXPECT_EQ(storage->alignment(), 4096u);
   read_all_and_compare(*storage, file.content(), 256 << 10, false);

@@ -35,7 +35,9 @@ StoreHeader test_header() {
   return h;
 }
 
-uint8_t record_byte(int layer, int expert, uint64_t i) { return uint8_t(layer * 31 + expert * 7 + i * 13); }
+uint8_t record_byte(int layer, int expert, uint64_t i) {
+  return uint8_t(layer * 31 + expert * 7 + i * 13);
+}
 
 class StoreFile : public ::testing::Test {
  protected:
@@ -136,7 +138,8 @@ TEST_F(StoreFile, FailingHeaderReadIsAClearError) {
 }
 
 TEST(StoreWriter, AnUnfinishedStoreLeavesNothingBehind) {
-  const auto path = std::filesystem::temp_directory_path() / ("hetmoe-unfinished-" + std::to_string(getpid()) + ".hmx");
+  const auto path =
+      std::filesystem::temp_directory_path() / ("hetmoe-unfinished-" + std::to_string(getpid()) + ".hmx");
   {
     StoreWriter writer(path, test_header(), {{1, 0}, {1, 1}}, {.durable = false});
     AlignedBuffer record(kRecordBytes);

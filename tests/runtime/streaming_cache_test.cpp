@@ -18,7 +18,8 @@ namespace {
 
 // `tokens` decode steps over `layers` MoE layers; per layer k distinct experts drawn from a
 // Zipf(alpha) law over a per-layer random permutation.
-RoutingTrace zipf_trace(int64_t layers, int64_t experts, int64_t k, double alpha, int64_t tokens, uint64_t seed) {
+RoutingTrace zipf_trace(int64_t layers, int64_t experts, int64_t k, double alpha, int64_t tokens,
+                        uint64_t seed) {
   RoutingTrace trace{.num_layers = layers, .experts = experts};
   for (int64_t l = 0; l < layers; ++l) trace.moe_layers.push_back(l);
   std::mt19937_64 random(seed);
@@ -95,7 +96,7 @@ TEST(ExpertCache, NeverEvictsPinnedOrInUseSlots) {
   auto* busy = cache.acquire({1, 1});
   busy->state = ExpertCache::State::kReady;
   busy->users = 1;
-  auto* loading = cache.acquire({1, 2});  // still kLoading
+  auto* loading = cache.acquire({1, 2});      // still kLoading
   EXPECT_EQ(cache.acquire({2, 0}), nullptr);  // nothing evictable
   loading->state = ExpertCache::State::kReady;
   auto* replaced = cache.acquire({2, 0});

@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 
@@ -38,12 +39,15 @@ struct Fixture {
     other_store = root / "tiny-seed2.hmx";
     ref_store = root / "tiny-ref.hmx";
     int4_store = root / "tiny-int4.hmx";
-    write_random_checkpoint(preset_model_config("tiny"), model_dir, {.seed = 7, .zipf_alpha = 1.0, .force = true});
+    write_random_checkpoint(preset_model_config("tiny"), model_dir,
+                            {.seed = 7, .zipf_alpha = 1.0, .force = true});
     write_random_checkpoint(preset_model_config("tiny"), other_model_dir, {.seed = 8, .force = true});
     pack_expert_store({.model_dir = model_dir, .output = store, .durable = false});
     pack_expert_store({.model_dir = other_model_dir, .output = other_store, .durable = false});
-    pack_expert_store({.model_dir = model_dir, .output = ref_store, .format = io::RecordFormat::kRef, .durable = false});
-    pack_expert_store({.model_dir = model_dir, .output = int4_store, .format = io::RecordFormat::kInt4, .durable = false});
+    pack_expert_store(
+        {.model_dir = model_dir, .output = ref_store, .format = io::RecordFormat::kRef, .durable = false});
+    pack_expert_store(
+        {.model_dir = model_dir, .output = int4_store, .format = io::RecordFormat::kInt4, .durable = false});
   }
   ~Fixture() {
     std::error_code ignored;
@@ -95,7 +99,7 @@ std::vector<float> resident_logits(io::RecordFormat format = io::RecordFormat::k
 }
 
 const fs::path& store_for(io::RecordFormat format) {
-  return format == io::RecordFormat::kRef ? fixture().ref_store
+  return format == io::RecordFormat::kRef    ? fixture().ref_store
          : format == io::RecordFormat::kInt4 ? fixture().int4_store
                                              : fixture().store;
 }
@@ -126,8 +130,9 @@ TEST_P(StreamedLogits, BitwiseIdenticalToResident) {
   Model model(load_model_weights(fixture().model_dir));
   const int64_t slots = std::max<int64_t>(1, total_experts(model.config()) / 10);  // ~10% of the experts
   MemoryBudget budget(0);
-  StreamingExperts source(model.weights(), io::open_storage(store_for(param.format), {.backend = param.backend}),
-                          budget, {.cache_slots = slots, .prefetch = param.prefetch, .read_block_bytes = 8192});
+  StreamingExperts source(model.weights(),
+                          io::open_storage(store_for(param.format), {.backend = param.backend}), budget,
+                          {.cache_slots = slots, .prefetch = param.prefetch, .read_block_bytes = 8192});
   EXPECT_EQ(source.storage().backend(), param.backend == io::StorageBackend::kUring ? "io_uring" : "pread");
   model.set_expert_source(&source);
   expect_bitwise_equal(run_logits(model), resident_logits(param.format));
@@ -143,17 +148,16 @@ TEST_P(StreamedLogits, BitwiseIdenticalToResident) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Streaming, StreamedLogits,
-                         ::testing::Values(StreamCase{false, 1, io::StorageBackend::kUring},
-                                           StreamCase{true, 1, io::StorageBackend::kUring},
-                                           StreamCase{false, 2, io::StorageBackend::kUring},
-                                           StreamCase{true, 2, io::StorageBackend::kUring},
-                                           StreamCase{true, 1, io::StorageBackend::kPread},
-                                           StreamCase{false, 2, io::StorageBackend::kPread},
-                                           StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kRef},
-                                           StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kRef},
-                                           StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kInt4},
-                                           StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kInt4}));
+INSTANTIATE_TEST_SUITE_P(
+    Streaming, StreamedLogits,
+    ::testing::Values(
+        StreamCase{false, 1, io::StorageBackend::kUring}, StreamCase{true, 1, io::StorageBackend::kUring},
+        StreamCase{false, 2, io::StorageBackend::kUring}, StreamCase{true, 2, io::StorageBackend::kUring},
+        StreamCase{true, 1, io::StorageBackend::kPread}, StreamCase{false, 2, io::StorageBackend::kPread},
+        StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kRef},
+        StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kRef},
+        StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kInt4},
+        StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kInt4}));
 
 TEST(Streaming, PackedFp8DiffersFromTheReferenceOnlyByRounding) {
   // Sanity of the comparison above: the two resident paths are different kernels.
@@ -171,8 +175,9 @@ TEST(Streaming, OneSlotAndPinnedExpertsGiveTheSameLogits) {
   model.set_expert_source(&one);
   expect_bitwise_equal(run_logits(model), resident_logits());
 
-  StreamingExperts pinned(model.weights(), io::open_storage(fixture().store), budget,
-                          {.cache_slots = 2, .policy = CachePolicyKind::kLru, .hot = {{1, 0}, {1, 3}, {2, 5}}});
+  StreamingExperts pinned(
+      model.weights(), io::open_storage(fixture().store), budget,
+      {.cache_slots = 2, .policy = CachePolicyKind::kLru, .hot = {{1, 0}, {1, 3}, {2, 5}}});
   model.set_expert_source(&pinned);
   expect_bitwise_equal(run_logits(model), resident_logits());
   EXPECT_EQ(pinned.cache_slots(), 5);
@@ -182,8 +187,10 @@ TEST(Streaming, FakeStorageWithShortReadsAndRetriesGivesTheSameLogits) {
   Model model(load_model_weights(fixture().model_dir));
   MemoryBudget budget(0);
   auto storage = io::FakeStorage::from_file(
-      fixture().store, {.short_read_bytes = 3000, .eagain_every = 7, .eintr_every = 11, .device_slots = 5, .seed = 3});
-  StreamingExperts source(model.weights(), std::move(storage), budget, {.cache_slots = 4, .read_block_bytes = 16384});
+      fixture().store,
+      {.short_read_bytes = 3000, .eagain_every = 7, .eintr_every = 11, .device_slots = 5, .seed = 3});
+  StreamingExperts source(model.weights(), std::move(storage), budget,
+                          {.cache_slots = 4, .read_block_bytes = 16384});
   model.set_expert_source(&source);
   expect_bitwise_equal(run_logits(model), resident_logits());
 }
@@ -198,6 +205,25 @@ TEST(Streaming, IoUringForcedOffGivesTheSameLogits) {
   EXPECT_EQ(source.storage().backend(), "pread");
   model.set_expert_source(&source);
   expect_bitwise_equal(run_logits(model), resident_logits());
+}
+
+TEST(Streaming, HotExpertsFromAListOrAPlanFile) {
+  const ModelConfig config = preset_model_config("tiny");  // layers 1, 2 are MoE
+  const fs::path list = fixture().root / "hot.json", plan = fixture().root / "plan.json",
+                 bad = fixture().root / "bad.json";
+  std::ofstream(list) << "[[1, 0], [2, 15]]";
+  std::ofstream(plan) << R"({"schema": "hetmoe-plan/1", "layers": [
+      {"moe_layer": 0, "gpu": [3], "dram": [4, 5], "nvme": [0]},
+      {"moe_layer": 1, "gpu": [], "dram": [7], "nvme": []}]})";
+  std::ofstream(bad) << "[[0, 1]]";  // layer 0 is dense
+  const auto from_list = load_hot_experts(list, config);
+  ASSERT_EQ(from_list.size(), 2u);
+  EXPECT_EQ(from_list[1], (ExpertKey{2, 15}));
+  const auto from_plan = load_hot_experts(plan, config);
+  ASSERT_EQ(from_plan.size(), 4u);
+  EXPECT_EQ(from_plan[0], (ExpertKey{1, 3}));
+  EXPECT_EQ(from_plan[3], (ExpertKey{2, 7}));
+  EXPECT_THROW(load_hot_experts(bad, config), Error);
 }
 
 // --- faults ---------------------------------------------------------------------------------
@@ -232,7 +258,8 @@ TEST(StreamingFaults, VerifyAlwaysCatchesCorruptionOnReReads) {
   auto storage = io::FakeStorage::from_file(fixture().store);
   auto* fake = storage.get();
   const io::StoreIndex index = io::StoreIndex::read(*storage);
-  StreamingExperts source(model.weights(), std::move(storage), budget, {.cache_slots = 1, .verify = Verify::kAlways});
+  StreamingExperts source(model.weights(), std::move(storage), budget,
+                          {.cache_slots = 1, .verify = Verify::kAlways});
   model.set_expert_source(&source);
   expect_bitwise_equal(run_logits(model), resident_logits());
   EXPECT_EQ(source.stats().records_verified, source.stats().records_read);
@@ -246,7 +273,8 @@ TEST(StreamingFaults, FailingReadCarriesErrno) {
   auto storage = io::FakeStorage::from_file(fixture().store);
   const uint64_t data = io::StoreIndex::read(*storage).header().data_offset;
   storage->faults() = {.fail_errno = EIO, .fail_begin = data, .device_slots = 4};
-  StreamingExperts source(model.weights(), std::move(storage), budget, {.cache_slots = 3, .read_block_bytes = 8192});
+  StreamingExperts source(model.weights(), std::move(storage), budget,
+                          {.cache_slots = 3, .read_block_bytes = 8192});
   model.set_expert_source(&source);
   const std::string text = error_of([&] { run_logits(model); });
   EXPECT_NE(text.find("errno 5"), std::string::npos) << text;
@@ -279,7 +307,8 @@ TEST(StreamingFaults, TruncatedStoreIsRefusedAtOpen) {
 TEST(StreamingFaults, StoreOfAnotherModelIsRefused) {
   const ModelWeights weights = load_model_weights(fixture().model_dir);
   MemoryBudget budget(0);
-  std::string text = error_of([&] { StreamingExperts(weights, io::open_storage(fixture().other_store), budget); });
+  std::string text =
+      error_of([&] { StreamingExperts(weights, io::open_storage(fixture().other_store), budget); });
   EXPECT_NE(text.find("different model"), std::string::npos) << text;
   EXPECT_NE(text.find("tiny-seed2"), std::string::npos) << text;  // names where it came from
 
@@ -304,18 +333,23 @@ TEST(StreamingFaults, StoreOfAnotherFormatVersionIsRefused) {
 
 TEST(StreamingBudget, AccountedPeakNeverExceedsTheBudget) {
   Model model(load_model_weights(fixture().model_dir));
-  const RunShape shape{.sequences = 1, .context = 64, .batch_tokens = int64_t(kPrompt.size()),
-                       .logit_rows = int64_t(kPrompt.size()), .threads = 2};
+  const RunShape shape{.sequences = 1,
+                       .context = 64,
+                       .batch_tokens = int64_t(kPrompt.size()),
+                       .logit_rows = int64_t(kPrompt.size()),
+                       .threads = 2};
   // Measure what everything but the cache needs, then allow 3 records on top.
   MemoryBudget probe(0);
   auto probe_reservations = reserve_run_memory(probe, model.weights(), shape, 0);
-  StreamingExperts probe_source(model.weights(), io::open_storage(fixture().store), probe, {.cache_slots = 1});
+  StreamingExperts probe_source(model.weights(), io::open_storage(fixture().store), probe,
+                                {.cache_slots = 1});
   const uint64_t record = probe_source.record_bytes();
   const uint64_t limit = probe.used_bytes() - record + 3 * record + record / 2;
 
   MemoryBudget budget(limit);
   auto reservations = reserve_run_memory(budget, model.weights(), shape, record);
-  StreamingExperts source(model.weights(), io::open_storage(fixture().store), budget);  // slots from the budget
+  StreamingExperts source(model.weights(), io::open_storage(fixture().store),
+                          budget);  // slots from the budget
   EXPECT_EQ(source.cache_slots(), 3);
   model.set_expert_source(&source);
   expect_bitwise_equal(run_logits(model), resident_logits());
@@ -340,7 +374,8 @@ TEST(StreamingBudget, BudgetWithoutRoomForOneRecordIsRefused) {
   auto held = reserve_run_memory(probe, weights, {.context = 64}, 0);
   MemoryBudget budget(probe.used_bytes() + 4096);
   auto reservations = reserve_run_memory(budget, weights, {.context = 64}, 0);
-  const std::string text = error_of([&] { StreamingExperts(weights, io::open_storage(fixture().store), budget); });
+  const std::string text =
+      error_of([&] { StreamingExperts(weights, io::open_storage(fixture().store), budget); });
   EXPECT_NE(text.find("cannot hold expert cache"), std::string::npos) << text;
 }
 

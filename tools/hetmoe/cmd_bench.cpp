@@ -76,7 +76,8 @@ std::vector<int64_t> int_list(const std::vector<std::string>& values, const char
       check(used == item.size() && v >= 0, "");
       out.push_back(v);
     } catch (...) {
-      throw Error(std::string("bad ") + flag + " value '" + item + "'", {.hint = "non-negative integers, e.g. 128,512"});
+      throw Error(std::string("bad ") + flag + " value '" + item + "'",
+                  {.hint = "non-negative integers, e.g. 128,512"});
     }
   }
   return out;
@@ -192,28 +193,40 @@ void run_read_test(const BenchFlags& flags, const io::StorageOptions& storage, u
   check(!flags.store.empty(), "--read-test needs --store");
   std::vector<nlohmann::json> rows;
   for (int r = 0; r < flags.reps; ++r) {
-    const io::StoreReadResult result = io::measure_store_reads(
-        flags.store, {.storage = storage, .block_bytes = block, .records_in_flight = flags.records_in_flight,
-                      .seconds = flags.read_test_seconds, .verify = !flags.no_verify, .seed = flags.seed + uint64_t(r)});
-    rows.push_back({{"test", "read"}, {"backend", result.backend}, {"block_bytes", block},
-                    {"queue_depth", storage.queue_depth}, {"records_in_flight", flags.records_in_flight},
-                    {"verify", !flags.no_verify}, {"bytes", result.bytes}, {"seconds", result.seconds},
+    const io::StoreReadResult result =
+        io::measure_store_reads(flags.store, {.storage = storage,
+                                              .block_bytes = block,
+                                              .records_in_flight = flags.records_in_flight,
+                                              .seconds = flags.read_test_seconds,
+                                              .verify = !flags.no_verify,
+                                              .seed = flags.seed + uint64_t(r)});
+    rows.push_back({{"test", "read"},
+                    {"backend", result.backend},
+                    {"block_bytes", block},
+                    {"queue_depth", storage.queue_depth},
+                    {"records_in_flight", flags.records_in_flight},
+                    {"verify", !flags.no_verify},
+                    {"bytes", result.bytes},
+                    {"seconds", result.seconds},
                     {"bytes_per_second", result.bytes_per_second()}});
   }
   if (flags.output == "json") {
     std::printf("%s\n", nlohmann::json(rows).dump(2).c_str());
     return;
   }
-  std::printf("| backend | block | QD | records in flight | verify | GB/s |\n|---|---:|---:|---:|---|---:|\n");
+  std::printf(
+      "| backend | block | QD | records in flight | verify | GB/s |\n|---|---:|---:|---:|---|---:|\n");
   for (const auto& row : rows)
     std::printf("| %s | %s | %u | %lld | %s | %.3f |\n", row["backend"].get<std::string>().c_str(),
-                format_bytes(block).c_str(), storage.queue_depth, static_cast<long long>(flags.records_in_flight),
-                flags.no_verify ? "no" : "yes", row["bytes_per_second"].get<double>() / 1e9);
+                format_bytes(block).c_str(), storage.queue_depth,
+                static_cast<long long>(flags.records_in_flight), flags.no_verify ? "no" : "yes",
+                row["bytes_per_second"].get<double>() / 1e9);
 }
 
 void run_bench(const BenchFlags& flags) {
   check(flags.reps >= 1, "-r must be >= 1");
-  check(flags.output == "md" || flags.output == "json" || flags.output == "csv", "-o must be md, json or csv");
+  check(flags.output == "md" || flags.output == "json" || flags.output == "csv",
+        "-o must be md, json or csv");
   const std::vector<int64_t> prompts = int_list(flags.prompts, "-p");
   const std::vector<int64_t> generations = int_list(flags.generations, "-n");
   const std::vector<int64_t> threads_list = int_list(flags.threads, "-t");
@@ -221,11 +234,13 @@ void run_bench(const BenchFlags& flags) {
   std::vector<uint64_t> budgets;
   for (const auto& item : split_list(flags.budgets)) {
     const auto bytes = parse_byte_size(item);
-    check(bytes.has_value(), "bad --dram-budget '" + item + "'", {.hint = "bytes with an optional unit: 8GiB, 16GB"});
+    check(bytes.has_value(), "bad --dram-budget '" + item + "'",
+          {.hint = "bytes with an optional unit: 8GiB, 16GB"});
     budgets.push_back(*bytes);
   }
   if (budgets.empty()) budgets.push_back(0);
-  check(!flags.store.empty() || flags.budgets.empty(), "--dram-budget needs --store", {.hint = "pack the model with `hetmoe pack` first"});
+  check(!flags.store.empty() || flags.budgets.empty(), "--dram-budget needs --store",
+        {.hint = "pack the model with `hetmoe pack` first"});
   std::vector<CachePolicyKind> policies;
   for (const auto& item : split_list(flags.policies)) {
     const auto policy = parse_cache_policy(item);
@@ -235,12 +250,18 @@ void run_bench(const BenchFlags& flags) {
   const auto block = parse_byte_size(flags.block);
   check(block.has_value(), "bad --block-size '" + flags.block + "'");
   io::StorageOptions storage{.queue_depth = flags.queue_depth};
-  if (flags.io == "pread") storage.backend = io::StorageBackend::kPread;
-  else if (flags.io == "uring" || flags.io == "io_uring") storage.backend = io::StorageBackend::kUring;
-  else check(flags.io == "auto", "--io must be auto, uring or pread");
+  if (flags.io == "pread")
+    storage.backend = io::StorageBackend::kPread;
+  else if (flags.io == "uring" || flags.io == "io_uring")
+    storage.backend = io::StorageBackend::kUring;
+  else
+    check(flags.io == "auto", "--io must be auto, uring or pread");
   if (flags.read_test_seconds > 0) return run_read_test(flags, storage, *block);
-  const Verify verify = flags.verify == "always" ? Verify::kAlways : flags.verify == "off" ? Verify::kNever : Verify::kFirstRead;
-  check(flags.verify == "always" || flags.verify == "first" || flags.verify == "off", "--verify must be always, first or off");
+  const Verify verify = flags.verify == "always" ? Verify::kAlways
+                        : flags.verify == "off"  ? Verify::kNever
+                                                 : Verify::kFirstRead;
+  check(flags.verify == "always" || flags.verify == "first" || flags.verify == "off",
+        "--verify must be always, first or off");
   check(!flags.model_dir.empty(), "bench needs -m MODEL (only --read-test works without one)");
 
   Model model(load_model_weights(flags.model_dir));
@@ -254,8 +275,8 @@ void run_bench(const BenchFlags& flags) {
     resident.emplace(model.weights(), PackedExpertsOptions{.format = *format});
     model.set_expert_source(&*resident);
   }
-  const std::vector<ExpertKey> hot = flags.hot_file.empty() ? std::vector<ExpertKey>{}
-                                                            : load_hot_experts(flags.hot_file, config);
+  const std::vector<ExpertKey> hot =
+      flags.hot_file.empty() ? std::vector<ExpertKey>{} : load_hot_experts(flags.hot_file, config);
   RoutingTrace trace{.num_layers = config.num_hidden_layers, .experts = config.n_routed_experts};
   for (int64_t l = 0; l < config.num_hidden_layers; ++l)
     if (config.is_moe_layer(l)) trace.moe_layers.push_back(l);
@@ -280,13 +301,21 @@ void run_bench(const BenchFlags& flags) {
           ThreadLimit limit{int(threads)};
           std::unique_ptr<StreamingSession> session;
           if (!flags.store.empty()) {
-            StreamingRequest request{
-                .store = flags.store, .dram_budget_bytes = budget,
-                .shape = {.sequences = 1, .context = std::max(max_p, max_n), .batch_tokens = std::max<int64_t>(max_p, 1),
-                          .logit_rows = 1, .threads = int(threads)},
-                .options = {.cache_slots = flags.cache_slots, .policy = policy, .hot = hot, .prefetch = prefetch != 0, .read_block_bytes = *block,
-                            .verify = verify, .threads = {.threads = int(threads)}},
-                .storage = storage};
+            StreamingRequest request{.store = flags.store,
+                                     .dram_budget_bytes = budget,
+                                     .shape = {.sequences = 1,
+                                               .context = std::max(max_p, max_n),
+                                               .batch_tokens = std::max<int64_t>(max_p, 1),
+                                               .logit_rows = 1,
+                                               .threads = int(threads)},
+                                     .options = {.cache_slots = flags.cache_slots,
+                                                 .policy = policy,
+                                                 .hot = hot,
+                                                 .prefetch = prefetch != 0,
+                                                 .read_block_bytes = *block,
+                                                 .verify = verify,
+                                                 .threads = {.threads = int(threads)}},
+                                     .storage = storage};
             session = std::make_unique<StreamingSession>(model, request);
           }
           std::vector<std::pair<std::string, int64_t>> tests;
@@ -296,7 +325,9 @@ void run_bench(const BenchFlags& flags) {
             if (n > 0) tests.emplace_back("tg" + std::to_string(n), -n);
           for (const auto& [name, size] : tests) {
             TokenSource random(config.vocab_size, flags.seed, text_tokens);
-            auto once = [&] { return size > 0 ? run_prompt(model, size, random) : run_generation(model, -size, random); };
+            auto once = [&] {
+              return size > 0 ? run_prompt(model, size, random) : run_generation(model, -size, random);
+            };
             if (!flags.no_warmup) once();
             std::vector<double> tps;
             StreamingStats total;
@@ -331,10 +362,12 @@ void run_bench(const BenchFlags& flags) {
             nlohmann::json row = {
                 {"model", model_name},
                 {"model_size_gib", size_gib},
-                {"backend", session ? std::string(session->source().storage().backend())
-                            : flags.format == "ref" ? std::string("mmap") : "dram-" + flags.format},
-                {"format", session ? std::string(io::record_format_name(session->source().store().header().format))
-                                   : flags.format},
+                {"backend", session                 ? std::string(session->source().storage().backend())
+                            : flags.format == "ref" ? std::string("mmap")
+                                                    : "dram-" + flags.format},
+                {"format",
+                 session ? std::string(io::record_format_name(session->source().store().header().format))
+                         : flags.format},
                 {"verify", session ? flags.verify : std::string("-")},
                 {"store", flags.store},
                 {"dram_budget", session ? session->budget().limit_bytes() : 0},
@@ -360,20 +393,23 @@ void run_bench(const BenchFlags& flags) {
                 {"budget_peak_bytes", session ? session->budget().peak_bytes() : 0}};
             rows.push_back(row);
             if (flags.output == "md" && rows.size() == 1)
-              std::printf("| model | size | backend | budget | slots | policy | pf | t | test | t/s | NVMe MB/tok | "
-                          "hit %% | recall %% | over-fetch %% | I/O wait %% |\n"
-                          "|---|---:|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+              std::printf(
+                  "| model | size | backend | budget | slots | policy | pf | t | test | t/s | NVMe MB/tok | "
+                  "hit %% | recall %% | over-fetch %% | I/O wait %% |\n"
+                  "|---|---:|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
             if (flags.output == "md") {
-              std::printf("| %s | %.2f GiB | %s | %s | %lld | %s | %s | %lld | %s | %.2f ± %.2f | %.1f | %.1f | %.1f | "
-                          "%.1f | %.1f |\n",
-                          model_name.c_str(), size_gib, row["backend"].get<std::string>().c_str(),
-                          session ? format_bytes(session->budget().limit_bytes()).c_str() : "-",
-                          static_cast<long long>(row["cache_slots"].get<int64_t>()),
-                          session ? std::string(cache_policy_name(policy)).c_str() : "-",
-                          session ? (prefetch ? "on" : "off") : "-", static_cast<long long>(threads), name.c_str(),
-                          mean(tps), stddev(tps), row["nvme_bytes_per_token"].get<double>() / 1e6,
-                          100 * total.cache_hit_rate(), 100 * total.prefetch_recall(),
-                          100 * total.prefetch_overfetch(), 100 * row["io_wait_share"].get<double>());
+              std::printf(
+                  "| %s | %.2f GiB | %s | %s | %lld | %s | %s | %lld | %s | %.2f ± %.2f | %.1f | %.1f | %.1f "
+                  "| "
+                  "%.1f | %.1f |\n",
+                  model_name.c_str(), size_gib, row["backend"].get<std::string>().c_str(),
+                  session ? format_bytes(session->budget().limit_bytes()).c_str() : "-",
+                  static_cast<long long>(row["cache_slots"].get<int64_t>()),
+                  session ? std::string(cache_policy_name(policy)).c_str() : "-",
+                  session ? (prefetch ? "on" : "off") : "-", static_cast<long long>(threads), name.c_str(),
+                  mean(tps), stddev(tps), row["nvme_bytes_per_token"].get<double>() / 1e6,
+                  100 * total.cache_hit_rate(), 100 * total.prefetch_recall(),
+                  100 * total.prefetch_overfetch(), 100 * row["io_wait_share"].get<double>());
               std::fflush(stdout);
             }
           }
@@ -382,9 +418,21 @@ void run_bench(const BenchFlags& flags) {
   if (flags.output == "json") {
     std::printf("%s\n", nlohmann::json(rows).dump(2).c_str());
   } else if (flags.output == "csv") {
-    const char* keys[] = {"model", "backend", "dram_budget", "cache_slots", "cache_policy", "prefetch", "threads",
-                          "test", "tokens_per_second", "tokens_per_second_sd", "nvme_bytes_per_token",
-                          "cache_hit_rate", "prefetch_recall", "prefetch_overfetch", "io_wait_share"};
+    const char* keys[] = {"model",
+                          "backend",
+                          "dram_budget",
+                          "cache_slots",
+                          "cache_policy",
+                          "prefetch",
+                          "threads",
+                          "test",
+                          "tokens_per_second",
+                          "tokens_per_second_sd",
+                          "nvme_bytes_per_token",
+                          "cache_hit_rate",
+                          "prefetch_recall",
+                          "prefetch_overfetch",
+                          "io_wait_share"};
     for (size_t i = 0; i < std::size(keys); ++i) std::printf("%s%s", i ? "," : "", keys[i]);
     std::printf("\n");
     for (const auto& row : rows) {
@@ -417,7 +465,8 @@ void run_bench(const BenchFlags& flags) {
 
 void register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
-  CLI::App* cmd = app.add_subcommand("bench", "Throughput tests (llama-bench style), resident or streamed experts");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "Throughput tests (llama-bench style), resident or streamed experts");
   cmd->add_option("-m,--model", f->model_dir, "Model folder (required except for --read-test)");
   cmd->add_option("--store", f->store, "Stream routed experts from this packed store (hetmoe pack)");
   cmd->add_option("--dram-budget", f->budgets, "DRAM budget(s) with --store, e.g. 8GiB (list: 4GiB,8GiB)");
@@ -431,21 +480,27 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--io", f->io, "Storage backend: auto (io_uring, pread fallback), uring, pread");
   cmd->add_option("--queue-depth", f->queue_depth, "Reads in flight (default 64)");
   cmd->add_option("--block-size", f->block, "Read size (default 1MiB)");
-  cmd->add_option("--cache-slots", f->cache_slots, "With --store: at most this many cache slots (default: all the budget allows)");
+  cmd->add_option("--cache-slots", f->cache_slots,
+                  "With --store: at most this many cache slots (default: all the budget allows)");
   cmd->add_option("--hot", f->hot_file, "Experts to keep resident: a plan file or [[layer, expert], ...]");
   cmd->add_flag("--no-warmup", f->no_warmup, "Skip the warm-up run of each test");
-  cmd->add_option("--format", f->format,
-                  "Without --store: experts repacked into DRAM as fp8 (default), int8, int4, bf16, or ref (the "
-                  "checkpoint's mmap)");
-  cmd->add_option("--verify", f->verify, "With --store: check record checksums always, first (each record's first "
-                                         "read; default) or off");
-  cmd->add_flag("--policy-sweep", f->policy_sweep, "Also replay the routing through each cache policy and size");
+  cmd->add_option(
+      "--format", f->format,
+      "Without --store: experts repacked into DRAM as fp8 (default), int8, int4, bf16, or ref (the "
+      "checkpoint's mmap)");
+  cmd->add_option("--verify", f->verify,
+                  "With --store: check record checksums always, first (each record's first "
+                  "read; default) or off");
+  cmd->add_flag("--policy-sweep", f->policy_sweep,
+                "Also replay the routing through each cache policy and size");
   cmd->add_option("--seed", f->seed, "Seed of the random prompt tokens");
-  cmd->add_option("-f,--file", f->text_file,
-                  "Take test tokens from this text (tokenised; tg feeds it one token at a time) instead of random ids");
+  cmd->add_option(
+      "-f,--file", f->text_file,
+      "Take test tokens from this text (tokenised; tg feeds it one token at a time) instead of random ids");
   cmd->add_option("--read-test", f->read_test_seconds,
                   "Only read random records of --store for this many seconds (no model, no compute)");
-  cmd->add_option("--records-in-flight", f->records_in_flight, "--read-test: records read at once (default 8)");
+  cmd->add_option("--records-in-flight", f->records_in_flight,
+                  "--read-test: records read at once (default 8)");
   cmd->add_flag("--no-verify", f->no_verify, "--read-test: skip the checksum of each record");
   cmd->callback([f] { run_bench(*f); });
 }

@@ -21,8 +21,8 @@ struct PackFlags {
 void run_pack(const PackFlags& flags) {
   const auto format = io::parse_record_format(flags.format);
   check(format.has_value(), "unknown --format " + flags.format, {.hint = "fp8, bf16, int8 or int4"});
-  PackOptions options{.model_dir = flags.model_dir, .output = flags.output, .format = *format,
-                      .durable = !flags.no_sync};
+  PackOptions options{
+      .model_dir = flags.model_dir, .output = flags.output, .format = *format, .durable = !flags.no_sync};
   int last_percent = -1;
   if (!flags.quiet)
     options.progress = [&](int64_t done, int64_t total) {
@@ -36,7 +36,8 @@ void run_pack(const PackFlags& flags) {
   if (!flags.quiet) std::fprintf(stderr, "\n");
   std::printf("wrote %s: %llu experts (%s) x %s = %s in %.1f s (%.2f GB/s)\n", flags.output.c_str(),
               static_cast<unsigned long long>(summary.records), flags.format.c_str(),
-              format_bytes(summary.record_bytes).c_str(), format_bytes(summary.file_bytes).c_str(), summary.seconds,
+              format_bytes(summary.record_bytes).c_str(), format_bytes(summary.file_bytes).c_str(),
+              summary.seconds,
               summary.seconds > 0 ? double(summary.file_bytes) / 1e9 / summary.seconds : 0.0);
 }
 
@@ -44,7 +45,8 @@ void run_pack(const PackFlags& flags) {
 
 void register_pack(CLI::App& app) {
   auto flags = std::make_shared<PackFlags>();
-  CLI::App* cmd = app.add_subcommand("pack", "Pack a model's routed experts into a store for streaming (--store)");
+  CLI::App* cmd =
+      app.add_subcommand("pack", "Pack a model's routed experts into a store for streaming (--store)");
   cmd->add_option("-m,--model", flags->model_dir, "Model folder (config.json + safetensors)")->required();
   cmd->add_option("-o,--output", flags->output, "Store file to write (atomically: OUTPUT.tmp, then renamed)")
       ->required();

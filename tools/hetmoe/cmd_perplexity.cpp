@@ -113,7 +113,10 @@ void run_perplexity(const PerplexityOptions& options) {
   if (options.json) {
     nlohmann::json out = {{"ppl", result.perplexity}, {"bpb", result.bits_per_byte},
                           {"tokens", result.tokens},  {"bytes", result.bytes},
-                          {"ctx", options.context},   {"format", options.format}};
+                          {"ctx", options.context},
+                          {"format", expert_stream ? std::string(io::record_format_name(
+                                                         expert_stream->source().store().header().format))
+                                                   : options.format}};
     if (!options.kl_base.empty()) {
       out["kl"] = kl;
       out["kl_base"] = options.kl_base;

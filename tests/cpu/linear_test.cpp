@@ -64,9 +64,9 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
   const Isa isa = GetParam();
   if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
   for (WeightFormat format : {WeightFormat::kFP8Block, WeightFormat::kBF16, WeightFormat::kF32}) {
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{200, 300}, {130, 17}, {1, 129}}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{200, 300}, {130, 17}, {1, 129}, {13, 260}, {37, 64}}) {
       const Matrix m = make_matrix(format, rows, cols, uint32_t(rows + cols));
-      for (int64_t tokens : {1, 3, 7, 16}) {
+      for (int64_t tokens : {1, 2, 3, 7, 16, 33}) {
         SCOPED_TRACE(testing::Message() << isa_name(isa) << " format " << int(format) << " " << rows << "x"
                                         << cols << " tokens " << tokens);
         std::mt19937 rng{uint32_t(tokens)};

@@ -351,6 +351,20 @@ void run_unit(const Ctx& c, const PrefillUnit& u, int64_t g, int64_t t0) {
   }
 }
 
+// The next group's weights come from DRAM: without help, the first token block of every group
+// waited for them (measured: INT8 prefill at 0.45 of the vpdpbusd peak in a layer against 0.67
+// on L2-resident weights). Each (token block, unit) call prefetches its share of the unit's next
+// group into L2, so the lines arrive while this group computes.
+inline void prefetch_next_group(const Ctx& c, const PrefillUnit& u, int64_t g, int64_t block, int64_t blocks) {
+  const int64_t lines = (c.args.w.layout.group_bytes + 63) / 64;
+  const int64_t per_block = (lines + blocks - 1) / blocks;
+  const int64_t begin = block * per_block, end = std::min(lines, begin + per_block);
+  for (int i = 0; i < u.r; ++i) {
+    const char* base = reinterpret_cast<const char*>(c.group(u.p0 + i, g));
+    for (int64_t line = begin; line < end; ++line) _mm_prefetch(base + 64 * line, _MM_HINT_T1);
+  }
+}
+
 template <Format F>
 void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
   const PackedGemmArgs& args = c.args;
@@ -370,15 +384,17 @@ void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
     if (tiles) unit[u].tile = tiles + u * kGroupCols * 32;
     if (bytes) unit[u].bytes = bytes + u * kGroupCols * 32;
   }
+  const int64_t blocks = tokens_padded / kT;
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t u = 0; u < units; ++u) prepare_unit<F>(c, g, unit[u]);
-    for (int64_t t0 = 0; t0 < tokens_padded; t0 += kT)
+    for (int64_t t0 = 0, b = 0; t0 < tokens_padded; t0 += kT, ++b)
       for (int64_t u = 0; u < units; ++u) {
         if (unit[u].r == 2) {
           run_unit<F, 2>(c, unit[u], g, t0);
         } else {
           run_unit<F, 1>(c, unit[u], g, t0);
         }
+        if (g + 1 < groups) prefetch_next_group(c, unit[u], g + 1, b, blocks);
       }
   }
   for (int64_t u = 0; u < units; ++u)

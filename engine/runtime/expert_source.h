@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "engine/runtime/weights.h"
@@ -24,8 +25,12 @@ struct ExpertTask {
 class ExpertSource {
  public:
   virtual ~ExpertSource() = default;
-  // Runs every task of one MoE layer; returns when all outputs are written.
-  virtual void run(int64_t layer, std::span<const ExpertTask> tasks) = 0;
+  // Runs every task of one MoE layer; returns when all outputs are written. `alongside`, when
+  // set, is other work of the layer that does not depend on the tasks (the shared expert):
+  // the source calls it once, on the calling thread, after it
+  // has started the reads the layer needs and before it waits for any, so that work runs
+  // while the drive does. Sources without I/O call it first.
+  virtual void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) = 0;
   // The experts the next layer is predicted to need (from its gate on this layer's hidden
   // state); a streaming source starts reading them. Default: ignored.
   virtual void prefetch(int64_t layer, std::span<const int32_t> experts) {}
@@ -40,7 +45,7 @@ void ffn_forward(const FfnWeights& w, const float* x, int64_t tokens, float* out
 class CheckpointExperts final : public ExpertSource {
  public:
   explicit CheckpointExperts(const ModelWeights& weights) : weights_(weights) {}
-  void run(int64_t layer, std::span<const ExpertTask> tasks) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
 
  private:
   const ModelWeights& weights_;

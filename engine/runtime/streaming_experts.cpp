@@ -208,7 +208,8 @@ void StreamingExperts::compute(int64_t layer, std::span<const ExpertTask> tasks,
   runner_.run(batch_tasks_);
 }
 
-void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks) {
+void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
+                           const std::function<void()>& alongside) {
   const auto start = Clock::now();
   cache_->policy().on_layer(layer);
 
@@ -265,6 +266,7 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks) {
       storage_->flush();
     };
     issue_missing();
+    if (alongside) alongside();  // the shared expert, while this layer's reads are in flight
 
     size_t remaining = tasks.size();
     while (remaining > 0) {

@@ -97,7 +97,7 @@ class StreamingExperts final : public ExpertSource {
                    StreamingOptions options = {});
   ~StreamingExperts() override;
 
-  void run(int64_t layer, std::span<const ExpertTask> tasks) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
   void prefetch(int64_t layer, std::span<const int32_t> experts) override;
   bool wants_prefetch() const override { return options_.prefetch; }
 

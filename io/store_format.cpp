@@ -86,7 +86,7 @@ std::optional<RecordFormat> parse_record_format(std::string_view name) {
 }
 
 uint64_t checksum(const void* data, uint64_t bytes) {
-  return XXH64(data, size_t(bytes), 0);
+  return XXH3_64bits(data, size_t(bytes));
 }
 
 std::string describe_record(const std::string& path, const RecordEntry& entry) {

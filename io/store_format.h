@@ -2,8 +2,8 @@
 //
 //   page 0      header: magic, format version, record format, the source model (config hash,
 //               weights fingerprint, path), model dimensions, the record layout (parts), where
-//               the index and data are; xxHash64 of the header itself in its last 8 bytes
-//   page 1..    index: one 32-byte entry per record (layer, expert, offset, length, xxHash64)
+//               the index and data are; XXH3-64 of the header itself in its last 8 bytes
+//   page 1..    index: one 32-byte entry per record (layer, expert, offset, length, XXH3-64)
 //   data        one record per (layer, expert), each 4 KiB-aligned and padded to 4 KiB, so a
 //               record is read with O_DIRECT straight into a cache slot
 //
@@ -27,7 +27,7 @@
 namespace hetmoe::io {
 
 inline constexpr char kStoreMagic[8] = {'H', 'M', 'E', 'X', 'S', 'T', 'O', 'R'};
-inline constexpr uint32_t kStoreVersion = 1;
+inline constexpr uint32_t kStoreVersion = 2;  // 2: XXH3-64 checksums (1: XXH64)
 inline constexpr uint64_t kStoreHeaderBytes = 4096;
 inline constexpr uint64_t kRecordAlignment = 4096;
 inline constexpr uint64_t kIndexEntryBytes = 32;
@@ -59,8 +59,8 @@ struct RecordPart {
 
 // Which model a store was packed from.
 struct StoreSource {
-  uint64_t config_hash = 0;          // xxHash64 of the model's config.json bytes
-  uint64_t weights_fingerprint = 0;  // xxHash64 over a sample of the weights (see expert_store.h)
+  uint64_t config_hash = 0;          // XXH3-64 of the model's config.json bytes
+  uint64_t weights_fingerprint = 0;  // XXH3-64 over a sample of the weights (see expert_store.h)
   std::string model_path;            // as given to `hetmoe pack` (informational)
 };
 
@@ -77,7 +77,7 @@ struct StoreHeader {
   uint64_t record_count = 0;
   uint64_t index_offset = 0;
   uint64_t index_bytes = 0;     // record_count * kIndexEntryBytes
-  uint64_t index_checksum = 0;  // xxHash64 of the index bytes
+  uint64_t index_checksum = 0;  // XXH3-64 of the index bytes
   uint64_t data_offset = 0;     // first record
   uint64_t file_bytes = 0;      // total size of the store
   std::vector<RecordPart> parts;
@@ -89,10 +89,10 @@ struct RecordEntry {
   int32_t expert = 0;
   uint64_t offset = 0;    // from the start of the file, a multiple of kRecordAlignment
   uint64_t length = 0;    // = header.record_bytes
-  uint64_t checksum = 0;  // xxHash64 of the `length` bytes
+  uint64_t checksum = 0;  // XXH3-64 of the `length` bytes
 };
 
-uint64_t checksum(const void* data, uint64_t bytes);  // xxHash64, seed 0
+uint64_t checksum(const void* data, uint64_t bytes);  // XXH3-64, seed 0
 
 // Header page <-> struct. decode_header checks magic, version and the header checksum, and
 // bounds every size; `path` names the file in errors.

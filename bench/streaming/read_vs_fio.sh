@@ -4,7 +4,7 @@
 #
 # The engine pattern (hetmoe bench --read-test, io/store_reads.h): random records, each read as
 # BLOCK-sized O_DIRECT reads into its own registered slot, RECORDS records in flight, QD reads in
-# the device, every record's xxHash64 verified on arrival. fio: io_uring, O_DIRECT, randread,
+# the device, every record's XXH3-64 verified on arrival. fio: io_uring, O_DIRECT, randread,
 # bs=BLOCK, iodepth=QD over the same store file. Rounds alternate engine / fio so drift in a
 # shared disk's bandwidth hits both.
 #

@@ -41,7 +41,7 @@ cpu::PackedFfn bind_packed_record(io::RecordFormat format, std::span<const io::R
                                   const uint8_t* record);
 
 // What identifies a model to a store: the hash of its canonical config and a fingerprint of
-// its weights (xxHash64 of the first MoE layer's router and of its first expert's first
+// its weights (XXH3-64 of the first MoE layer's router and of its first expert's first
 // 64 KiB), so a store packed from a different model, even with the same config, is refused.
 io::StoreSource identify_model(const ModelWeights& weights, const std::filesystem::path& model_dir);
 

@@ -7,7 +7,7 @@
 //      straight into its cache slot (O_DIRECT, no staging copy);
 //   2. the CPU computes the resident experts while those reads are in flight, polling for
 //      completions between experts, and computes each streamed expert as its last read lands
-//      (after its xxHash64 is checked);
+//      (after its XXH3-64 is checked);
 //   3. when the layer needs more experts than the cache has free slots, slots freed by computed
 //      experts take the next reads (so even a one-slot cache works, slowly).
 // prefetch(layer, experts) — called by Model with layer+1's gate applied to this layer's
@@ -33,7 +33,7 @@
 
 namespace hetmoe {
 
-// When a record's xxHash64 is checked as it arrives. kFirstRead checks each record the first
+// When a record's XXH3-64 is checked as it arrives. kFirstRead checks each record the first
 // time this source reads it (a corrupt or mismatched store is caught on first use; a record
 // that failed stays unchecked and fails again) and trusts re-reads, which saves a core's worth
 // of hashing at NVMe speed on small machines; kAlways checks every read.

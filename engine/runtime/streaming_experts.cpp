@@ -389,7 +389,8 @@ std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const
 
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
                                                          const std::string& dram_budget,
-                                                         const RunShape& shape) {
+                                                         const RunShape& shape,
+                                                         std::vector<ExpertKey> hot) {
   if (store.empty()) {
     check(dram_budget.empty(), "--dram-budget needs --store",
           {.hint = "pack the model's experts with `hetmoe pack -m MODEL -o STORE` and pass --store STORE"});
@@ -397,6 +398,7 @@ std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std
   }
   StreamingRequest request{.store = store, .shape = shape};
   request.options.threads.threads = shape.threads;
+  request.options.hot = std::move(hot);
   if (!dram_budget.empty()) {
     const auto bytes = parse_byte_size(dram_budget);
     check(bytes.has_value(), "bad --dram-budget '" + dram_budget + "'",

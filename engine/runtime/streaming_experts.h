@@ -177,9 +177,11 @@ class StreamingSession {
 // `store` is empty (resident experts); else a session over `store` with the budget parsed from
 // `dram_budget` ("16GiB", "8G", bytes; empty: 80% of MemAvailable). Throws hetmoe::Error for a
 // malformed budget, a budget without a store, or anything StreamingSession refuses.
+// `hot` experts are loaded at start and never evicted (a plan's GPU and DRAM tiers).
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
                                                          const std::string& dram_budget,
-                                                         const RunShape& shape);
+                                                         const RunShape& shape,
+                                                         std::vector<ExpertKey> hot = {});
 
 // Experts to keep resident, from a plan file (`hetmoe plan` schema hetmoe-plan/1: per MoE layer
 // its "gpu" and "dram" experts — without a GPU both stay in DRAM) or a JSON list of

@@ -1,5 +1,5 @@
 // hetmoe run -m DIR -p PROMPT [-n N] [--chat] [--temp T --top-k K --top-p P --min-p M --seed S]
-//            [--format fp8|int8|int4|bf16|ref]
+//            [--format fp8|int8|int4|bf16|ref] [--store STORE --dram-budget N] [--plan PLAN]
 // Streams generated text to stdout; prompt and generation tokens/s go to stderr at the end.
 // Several -p run as one batch (printed when all finish).
 #include <cstdio>
@@ -14,6 +14,7 @@
 #include "engine/runtime/streaming_experts.h"
 #include "tools/hetmoe/commands.h"
 #include "tools/hetmoe/common.h"
+#include "tools/hetmoe/run_plan.h"
 
 namespace hetmoe::cli {
 namespace {
@@ -30,9 +31,45 @@ struct RunOptions {
   SamplingParams sampling{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 42};
   std::vector<std::string> stops;
   bool ignore_eos = false;
-  std::string format = "fp8";
+  std::string format;               // empty: the plan's, else fp8
   std::string store, dram_budget;  // stream routed experts from a packed store (docs/STREAMING.md)
+  std::string plan;                // follow a `hetmoe plan -o` file
 };
+
+// --plan: the plan's expert format (unless --format was given) and, with --store, its resident
+// experts and DRAM budget (unless --dram-budget was given). Returns the experts to pin.
+std::vector<ExpertKey> apply_plan(RunOptions& options, const ModelConfig& config) {
+  if (options.plan.empty()) {
+    if (options.format.empty()) options.format = "fp8";
+    return {};
+  }
+  const RunPlan plan = load_run_plan(options.plan);
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) moe_layers += config.is_moe_layer(l) ? 1 : 0;
+  check(plan.moe_layers == moe_layers,
+        "the plan has " + std::to_string(plan.moe_layers) + " MoE layers, the model " + std::to_string(moe_layers),
+        {.path = options.plan, .hint = "a plan made for another model?"});
+  if (options.format.empty()) options.format = plan.expert_format;
+  std::vector<ExpertKey> hot;
+  std::string budget_note;
+  if (!options.store.empty()) {
+    hot = load_hot_experts(options.plan, config);
+    if (options.dram_budget.empty() && plan.dram_budget_bytes > 0) {
+      options.dram_budget = std::to_string(plan.dram_budget_bytes);
+      budget_note = ", DRAM budget " + format_bytes(plan.dram_budget_bytes) + " (the plan's)";
+    }
+  }
+  std::fprintf(stderr, "hetmoe: following %s: experts %s, %lld GPU + %lld DRAM + %lld NVMe%s%s\n",
+               options.plan.c_str(), options.store.empty() ? options.format.c_str() : "from the store",
+               static_cast<long long>(plan.gpu_experts), static_cast<long long>(plan.dram_experts),
+               static_cast<long long>(plan.nvme_experts),
+               options.store.empty() ? " (no --store: every expert is loaded into DRAM)"
+                                     : (", " + std::to_string(hot.size()) + " kept resident").c_str(),
+               budget_note.c_str());
+  if (plan.gpu_experts > 0)
+    std::fprintf(stderr, "hetmoe: no GPU backend yet: the plan's GPU experts stay in DRAM\n");
+  return hot;
+}
 
 std::vector<int32_t> prompt_ids(const RunOptions& options, const Tokenizer& tokenizer, const std::string& prompt) {
   if (options.chat) {
@@ -51,6 +88,7 @@ void run_generate(RunOptions options) {
   check(options.tokens >= 0, "-n must be >= 0");
   Model model(load_model_weights(options.model_dir));
   const Tokenizer tokenizer = load_tokenizer_for(options.model_dir, model.config());
+  std::vector<ExpertKey> hot = apply_plan(options, model.config());
   std::optional<PackedExperts> experts;  // --format ref keeps the checkpoint mapping (the reference)
   if (options.format != "ref" && options.store.empty()) {
     experts.emplace(model.weights(), PackedExpertsOptions{.format = *cpu::parse_packed_format(options.format),
@@ -71,7 +109,8 @@ void run_generate(RunOptions options) {
                                                      .context = options.context,
                                                      .batch_tokens = prompt_tokens,
                                                      .logit_rows = int64_t(requests.size()),
-                                                     .threads = options.threads});
+                                                     .threads = options.threads},
+                                                    std::move(hot));
   GenerationOptions generation{.context_tokens = options.context, .vocab_limit = tokenizer.vocab_size()};
   if (!options.ignore_eos && tokenizer.eos_id() != kNoToken) generation.eos_ids.push_back(tokenizer.eos_id());
   generation.token_bytes = [&](int32_t id) { return std::string(tokenizer.token_bytes(id)); };
@@ -132,6 +171,9 @@ void register_run(CLI::App& app) {
   cmd->add_option("--store", o->store,
                   "Stream routed experts from this packed store (hetmoe pack); its format wins");
   cmd->add_option("--dram-budget", o->dram_budget, "With --store: DRAM hetmoe may use, e.g. 16GiB");
+  cmd->add_option("--plan", o->plan,
+                  "Follow a plan file (hetmoe plan -o): its expert format; with --store its resident experts "
+                  "and DRAM budget. Explicit --format / --dram-budget win");
   cmd->callback([o] { run_generate(*o); });
 }
 

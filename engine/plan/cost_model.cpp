@@ -55,7 +55,9 @@ ModelShape model_shape(const ModelConfig& config) {
     switch (spec.group) {
       case TensorGroup::kAttention:
         if (spec.layer == 0) add(shape.attention, spec);
-        if (spec.layer == 0 && spec.name.find("kv_b_proj.weight") != std::string::npos) shape.kv_b_params = double(spec.numel());
+        // The weight itself, not its FP8 `kv_b_proj.weight_scale_inv` (whose 1024 scales used to
+        // win here for FP8 checkpoints and hid the per-token kv_b re-read of today's CPU attention).
+        if (spec.layer == 0 && spec.name.ends_with("kv_b_proj.weight")) shape.kv_b_params = double(spec.numel());
         break;
       case TensorGroup::kDenseFfn:
         if (spec.layer == first_dense) add(shape.dense_ffn, spec);

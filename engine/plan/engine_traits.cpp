@@ -38,9 +38,12 @@ EngineTraits hetmoe_cpu_0() {
           .kernel_calls_per_ffn = 3,        // gate, up, down
           .kernel_calls_per_attention = 5,  // q_a, q_b, kv_a, attention, o
           .per_layer_overhead_seconds = 0,
-          // Calibrated once (docs/PLANNER.md section 6): ds3-layers 1L/32e FP8 decode at -t 1 took 121 ms of
-          // CPU per token where the isolated kernel rates of the probe add up to 74 ms.
-          .cpu_in_engine_efficiency = 0.6,
+          // No in-engine penalty (docs/PLANNER.md section 6). The former 0.6 was fitted on the old
+          // cpu::linear against `probe -t 1 --cpu-time` profiles that reported twice the one-thread
+          // rates (fixed in probe.cpp); with the rates measured right, the isolated kernels add up to
+          // the measured step: ds3-layers 1L/32e FP8 decode at -t 1, 65.6 ms predicted vs 63.9 ms
+          // of CPU per token measured.
+          .cpu_in_engine_efficiency = 1.0,
           .prefetch_recall = 0};
 }
 

@@ -150,6 +150,7 @@ CpuProfile parse_cpu(const json& value, const std::string& origin) {
   cpu.kernel_call_overhead_seconds = r.number("kernel_call_overhead_seconds", false);
   cpu.vector_flops_per_second = r.number("vector_flops_per_second", false);
   cpu.vector_call_seconds = r.number("vector_call_seconds", false);
+  cpu.vector_stream_bytes_per_second = r.number("vector_stream_bytes_per_second", false);
   check(cpu.physical_cores >= cpu.sockets, "cpu.physical_cores must be >= cpu.sockets", {.path = origin});
   check(r.has("kernels"), "cpu.kernels is missing",
         {.path = origin, .hint = "give at least one format, e.g. \"kernels\": {\"fp8\": {\"decode_weight_bytes_per_second\": "
@@ -287,6 +288,7 @@ json hardware_profile_to_json(const HardwareProfile& p) {
                 {"kernel_call_overhead_seconds", p.cpu.kernel_call_overhead_seconds},
                 {"vector_flops_per_second", p.cpu.vector_flops_per_second},
                 {"vector_call_seconds", p.cpu.vector_call_seconds},
+                {"vector_stream_bytes_per_second", p.cpu.vector_stream_bytes_per_second},
                 {"kernels", kernels}}},
               {"dram", {{"bytes", p.dram.bytes}, {"read_bytes_per_second", p.dram.read_bytes_per_second}}}};
   if (!dense_kernels.empty()) out["cpu"]["dense_kernels"] = dense_kernels;

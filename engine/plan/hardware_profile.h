@@ -52,6 +52,9 @@ struct CpuProfile {
   // written with: t(n) = vector_call_seconds + 2n / vector_flops_per_second. 0: not measured.
   double vector_flops_per_second = 0;
   double vector_call_seconds = 0;
+  // One thread streaming an MLA head's f32 kv_b (128 axpy + 128 dot over 512-float rows) from
+  // DRAM, compute included: bytes per second. 0: not measured (the DRAM rate is used instead).
+  double vector_stream_bytes_per_second = 0;
 
   const CpuKernelRate& kernel(WeightFormat f) const { return kernels[int(f)]; }
   const CpuKernelRate& dense_kernel(WeightFormat f) const {

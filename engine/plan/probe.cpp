@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/partitioner.h>
 #include <tbb/task_arena.h>
@@ -58,6 +59,15 @@ struct PassClock {
     return (double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec)) / threads;
   }
 };
+
+// Worker threads the measurements run on: the arena's concurrency capped by a global
+// max_allowed_parallelism limit (`hetmoe probe -t T` sets one). The arena alone still reports every
+// core under such a limit, which made `-t 1 --cpu-time` divide one thread's CPU seconds by the core
+// count and report twice the real single-thread rates on a 2-core machine.
+int worker_threads() {
+  const size_t limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  return int(std::max<size_t>(1, std::min<size_t>(size_t(tbb::this_task_arena::max_concurrency()), limit)));
+}
 
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
@@ -232,7 +242,7 @@ CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_s
                        .up = {.layout = up_layout, .data = base + up_layout.bytes()},
                        .down = {.layout = down_layout, .data = base + 2 * up_layout.bytes()}};
   }
-  cpu::CpuThreads threads({.threads = tbb::this_task_arena::max_concurrency()});
+  cpu::CpuThreads threads({.threads = worker_threads()});
   cpu::ExpertFfnRunner runner(&threads, cpu::active_isa());
   std::vector<float> x(size_t(kPerCall * kTokens * kHidden)), out(x.size());
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.01f;
@@ -301,6 +311,32 @@ std::pair<double, double> measure_vector_ops(const PassClock& clock) {
   return {2.0 / per_element, std::max(0.0, t64 - 64 * per_element)};
 }
 
+// The FP32 kv_b copy of today's CPU attention is streamed per (token, head) with the same ops: 128
+// cpu::axpy then 128 cpu::dot over rows of 512 floats (W_UK, W_UV). One thread runs that pattern
+// over a buffer well past the LLC: bytes per second of kv_b re-read from DRAM, compute included.
+double measure_vector_stream(uint64_t buffer_bytes, double seconds, const PassClock& clock) {
+  const PassClock one{.cpu_time = clock.cpu_time, .threads = 1};
+  constexpr int64_t kLatent = 512, kRows = 128;
+  const int64_t blocks = std::max<int64_t>(1, int64_t(buffer_bytes / (2 * kRows * kLatent * sizeof(float))));
+  std::vector<float> w(size_t(blocks * 2 * kRows * kLatent));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 7) - 3) * 0.01f;
+  std::vector<float> acc(kLatent, 0.f), ctx(kLatent, 0.5f), q(kRows, 0.01f);
+  float sink = 0;
+  std::vector<double> passes;
+  const Clock::time_point start = Clock::now();
+  while (int(passes.size()) < one.min_passes() || (seconds_since(start) < seconds && passes.size() < 50)) {
+    const double t0 = one.now();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* wb = w.data() + size_t(b * 2 * kRows * kLatent);
+      for (int64_t d = 0; d < kRows; ++d) cpu::axpy(q[size_t(d)], wb + d * kLatent, acc.data(), kLatent);
+      for (int64_t d = 0; d < kRows; ++d) sink += cpu::dot(wb + (kRows + d) * kLatent, ctx.data(), kLatent);
+    }
+    passes.push_back(one.now() - t0);
+  }
+  if (sink == 12345.f) std::fprintf(stderr, " ");  // keep the loop
+  return double(w.size() * sizeof(float)) / one.pick(passes);
+}
+
 // Removes the probe's file whatever happens.
 struct TempFile {
   std::filesystem::path path;
@@ -326,7 +362,7 @@ double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassCloc
   const uint64_t count = buffer_bytes / sizeof(uint64_t);
   AlignedBuffer buffer = aligned_alloc_bytes(count * sizeof(uint64_t), "DRAM bandwidth");
   uint64_t* data = reinterpret_cast<uint64_t*>(buffer.get());
-  const int threads = tbb::this_task_arena::max_concurrency();
+  const int threads = worker_threads();
   const uint64_t chunk = std::max<uint64_t>(1 << 16, count / uint64_t(threads * 8));
   // First touch from the same partition the passes use, so pages sit near their readers.
   tbb::parallel_for(tbb::blocked_range<uint64_t>(0, count, chunk), [&](const tbb::blocked_range<uint64_t>& r) {
@@ -445,7 +481,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   p.name = std::string("probed-") + (host[0] ? host : "localhost");
-  const int threads = tbb::this_task_arena::max_concurrency();
+  const int threads = worker_threads();
   const PassClock clock{.cpu_time = options.cpu_time, .threads = double(threads)};
 
   say("topology (hwloc)");
@@ -453,8 +489,10 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   p.cpu.model = t.model;
   p.cpu.sockets = t.sockets;
   p.cpu.numa_nodes = t.numa_nodes;
-  p.cpu.physical_cores = t.cores;
-  p.cpu.threads = t.threads;
+  // A profile describes the machine as hetmoe uses it: with `-t T` below the core count, the
+  // rates are T threads' and so are the cores the cost model spreads row-parallel work over.
+  p.cpu.physical_cores = std::min(t.cores, threads);
+  p.cpu.threads = std::min(t.threads, threads);
   p.cpu.l1d_bytes = t.l1d;
   p.cpu.l2_bytes = t.l2;
   p.cpu.l3_bytes = t.l3;
@@ -501,6 +539,9 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
     const auto [flops, call] = measure_vector_ops(clock);
     p.cpu.vector_flops_per_second = flops;
     p.cpu.vector_call_seconds = call;
+    say("vector ops streaming from DRAM (kv_b-shaped rows, one thread)");
+    p.cpu.vector_stream_bytes_per_second =
+        measure_vector_stream(std::clamp<uint64_t>(2 * llc, 256 * kMiB, 2048 * kMiB), options.seconds_per_test, clock);
   }
 
   p.source.push_back(fmt::format("measured by `hetmoe probe` with {} worker threads, ISA path {}, timed in {}", threads,
@@ -514,7 +555,9 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                                  "matrices, prefill slope from 1 and 128 tokens on two of them; decode = bytes / t(1)",
                                  kernel_bytes / kMiB, kernel_bytes / kMiB));
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
-  p.source.push_back("vector_*: cpu::dot + cpu::axpy on one thread at 64 and 512 floats, t(n) = call + 2n / flops");
+  p.source.push_back(
+      "vector_*: cpu::dot + cpu::axpy on one thread at 64 and 512 floats, t(n) = call + 2n / flops; vector_stream: 128 axpy + "
+      "128 dot over rows of 512 floats (an MLA head's f32 kv_b) cycled through 2x the LLC, one thread, bytes / s");
   if (!options.skip_disk) {
     say(fmt::format("disk read bandwidth in {} ({} MiB file)", options.disk_directory.string(), options.disk_test_bytes / kMiB));
     const DiskReadResult disk = measure_disk_read(options.disk_directory, options.disk_test_bytes, options.seconds_per_test);

@@ -123,5 +123,15 @@ TEST(CostModel, StreamingIsBoundByTheDrive) {
   EXPECT_GE(plan.prediction.decode.seconds, 0.99 * miss_bytes / 1e9);
 }
 
+TEST(CostModel, KvBIsTheWeightNotItsFp8Scales) {
+  // FP8 checkpoints also hold kv_b_proj.weight_scale_inv; the FP32 kv_b copy is the weight's size.
+  for (const std::string& path : {testing::kV3Config, testing::kV2LiteConfig}) {
+    const ModelConfig c = load_model_config(path);
+    const ModelShape shape = model_shape(c);
+    EXPECT_EQ(shape.kv_b_params, double(c.kv_lora_rank) * double(c.num_attention_heads) * double(c.qk_nope_head_dim + c.v_head_dim))
+        << path;
+  }
+}
+
 }  // namespace
 }  // namespace hetmoe::plan

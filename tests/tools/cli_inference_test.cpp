@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model/model_builder.h"
-#include "tools/hetmoe/commands.h"
+#include "tests/tools/cli_harness.h"
 
 namespace hetmoe {
 namespace {
@@ -21,37 +21,9 @@ namespace fs = std::filesystem;
 const std::string kModel = HETMOE_SOURCE_DIR "/models/tiny-shakespeare";
 const std::string kHeldOut = HETMOE_TEST_DATA "/tiny_ref/heldout.txt";
 
-struct CliResult {
-  int exit_code = 0;
-  std::string out, err;
-};
-
-CliResult run(std::vector<std::string> args) {
-  args.insert(args.begin(), "hetmoe");
-  std::vector<const char*> argv;
-  for (const std::string& arg : args) argv.push_back(arg.c_str());
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  CliResult result;
-  result.exit_code = cli::run_cli(int(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  result.out = testing::internal::GetCapturedStdout();
-  result.err = testing::internal::GetCapturedStderr();
-  return result;
-}
-
-class CliInference : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("hetmoe_cli_inf_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  fs::path root_;
-};
+using testing_cli::CliResult;
+using testing_cli::run;
+using CliInference = testing_cli::CliTest;
 
 TEST_F(CliInference, RunStreamsTextAndReportsSpeed) {
   const CliResult r = run({"run", "-m", kModel, "-p", "ROMEO:", "-n", "24", "--temp", "0"});

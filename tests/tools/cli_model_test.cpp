@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model/safetensors.h"
-#include "tools/hetmoe/commands.h"
+#include "tests/tools/cli_harness.h"
 
 namespace hetmoe {
 namespace {
@@ -23,37 +23,9 @@ namespace fs = std::filesystem;
 const std::string kV3Config = HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json";
 const std::string kV2LiteConfig = HETMOE_TEST_DATA "/configs/deepseek-v2-lite.config.json";
 
-struct CliResult {
-  int exit_code = 0;
-  std::string out, err;
-};
-
-CliResult run(std::vector<std::string> args) {
-  args.insert(args.begin(), "hetmoe");
-  std::vector<const char*> argv;
-  for (const std::string& arg : args) argv.push_back(arg.c_str());
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  CliResult result;
-  result.exit_code = cli::run_cli(int(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  result.out = testing::internal::GetCapturedStdout();
-  result.err = testing::internal::GetCapturedStderr();
-  return result;
-}
-
-class CliModelTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("hetmoe_cli_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  fs::path root_;
-};
+using testing_cli::CliResult;
+using testing_cli::run;
+using CliModelTest = testing_cli::CliTest;
 
 TEST_F(CliModelTest, InspectJsonOnPublishedV3Config) {
   const CliResult r = run({"inspect", kV3Config, "--json"});

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tools/hetmoe/commands.h"
+#include "tests/tools/cli_harness.h"
 
 namespace hetmoe {
 namespace {
@@ -22,37 +22,9 @@ const std::string kModel = HETMOE_SOURCE_DIR "/models/tiny-shakespeare";
 const std::string kProfile = HETMOE_SOURCE_DIR "/tools/profiles/desktop-24g-nvme.json";
 const std::string kV3Config = HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json";
 
-struct CliResult {
-  int exit_code = 0;
-  std::string out, err;
-};
-
-CliResult run(std::vector<std::string> args) {
-  args.insert(args.begin(), "hetmoe");
-  std::vector<const char*> argv;
-  for (const std::string& arg : args) argv.push_back(arg.c_str());
-  testing::internal::CaptureStdout();
-  testing::internal::CaptureStderr();
-  CliResult result;
-  result.exit_code = cli::run_cli(int(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  result.out = testing::internal::GetCapturedStdout();
-  result.err = testing::internal::GetCapturedStderr();
-  return result;
-}
-
-class CliPlanRun : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("hetmoe_cli_plan_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  fs::path root_;
-};
+using testing_cli::CliResult;
+using testing_cli::run;
+using CliPlanRun = testing_cli::CliTest;
 
 TEST_F(CliPlanRun, FollowsThePlansFormatResidentExpertsAndBudget) {
   const std::string plan = (root_ / "plan.json").string(), store = (root_ / "ts.hmx").string();

@@ -1,5 +1,7 @@
 // hetmoe pack -m DIR -o STORE [--format fp8|bf16]: the packed expert store that
 // `run/perplexity/logits/bench --store` stream from (docs/STREAMING.md).
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "engine/core/error.h"
@@ -24,16 +26,18 @@ void run_pack(const PackFlags& flags) {
   PackOptions options{
       .model_dir = flags.model_dir, .output = flags.output, .format = *format, .durable = !flags.no_sync};
   int last_percent = -1;
+  // One line rewritten in place on a terminal; into a log, a line every 10%.
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
   if (!flags.quiet)
-    options.progress = [&](int64_t done, int64_t total) {
+    options.progress = [&, terminal](int64_t done, int64_t total) {
       const int percent = int(100 * done / total);
-      if (percent == last_percent) return;
+      if (percent == last_percent || (!terminal && percent % 10 != 0 && done != total)) return;
       last_percent = percent;
-      std::fprintf(stderr, "\rhetmoe: packing %lld / %lld experts (%d%%)", static_cast<long long>(done),
-                   static_cast<long long>(total), percent);
+      std::fprintf(stderr, terminal ? "\rhetmoe: packing %lld / %lld experts (%d%%)" : "hetmoe: packing %lld / %lld experts (%d%%)\n",
+                   static_cast<long long>(done), static_cast<long long>(total), percent);
     };
   const PackSummary summary = pack_expert_store(options);
-  if (!flags.quiet) std::fprintf(stderr, "\n");
+  if (!flags.quiet && terminal) std::fprintf(stderr, "\n");
   std::printf("wrote %s: %llu experts (%s) x %s = %s in %.1f s (%.2f GB/s)\n", flags.output.c_str(),
               static_cast<unsigned long long>(summary.records), flags.format.c_str(),
               format_bytes(summary.record_bytes).c_str(), format_bytes(summary.file_bytes).c_str(),

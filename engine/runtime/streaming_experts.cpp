@@ -356,6 +356,11 @@ std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("not valid JSON: ") + e.what(), {.path = path.string()});
   }
+  return hot_experts_from_json(doc, config, path);
+}
+
+std::vector<ExpertKey> hot_experts_from_json(const nlohmann::json& doc, const ModelConfig& config,
+                                             const std::filesystem::path& path) {
   std::vector<ExpertKey> hot;
   const auto add = [&](int64_t layer, int64_t expert) {
     check(layer >= 0 && layer < config.num_hidden_layers && config.is_moe_layer(layer) && expert >= 0 &&
@@ -439,11 +444,11 @@ std::string StreamingSession::summary() const {
   char text[512];
   std::snprintf(
       text, sizeof text,
-      "streamed %s from %s (%s): cache %lld x %s, hit rate %.1f%%, prefetch recall %.1f%%, over-fetch "
+      "streamed %s from %s (%s): cache %lld x %s (%lld pinned), hit rate %.1f%%, prefetch recall %.1f%%, over-fetch "
       "%.1f%%, I/O wait %.2f s; budget %s",
       format_bytes(s.bytes_read).c_str(), source_->store().path().c_str(),
       std::string(source_->storage().backend()).c_str(), static_cast<long long>(source_->cache_slots()),
-      format_bytes(source_->record_bytes()).c_str(), 100 * s.cache_hit_rate(), 100 * s.prefetch_recall(),
+      format_bytes(source_->record_bytes()).c_str(), static_cast<long long>(source_->pinned_count()), 100 * s.cache_hit_rate(), 100 * s.prefetch_recall(),
       100 * s.prefetch_overfetch(), s.io_wait_seconds, budget_->describe().c_str());
   return text;
 }

@@ -24,6 +24,8 @@
 #include <memory>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "cpu/threads.h"
 #include "engine/runtime/expert_cache.h"
 #include "engine/runtime/expert_source.h"
@@ -106,6 +108,7 @@ class StreamingExperts final : public ExpertSource {
   const io::StoreIndex& store() const { return index_; }
   const io::Storage& storage() const { return *storage_; }
   int64_t cache_slots() const { return cache_->slot_count(); }
+  int64_t pinned_count() const { return int64_t(options_.hot.size()); }  // plan-hot experts kept resident
   uint64_t record_bytes() const { return index_.header().record_bytes; }
 
  private:
@@ -187,6 +190,9 @@ std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std
 // its "gpu" and "dram" experts — without a GPU both stay in DRAM) or a JSON list of
 // [layer, expert] pairs. Throws hetmoe::Error naming the file on anything else.
 std::vector<ExpertKey> load_hot_experts(const std::filesystem::path& path, const ModelConfig& config);
+// The same from an already parsed document; `path` only names it in errors.
+std::vector<ExpertKey> hot_experts_from_json(const nlohmann::json& doc, const ModelConfig& config,
+                                             const std::filesystem::path& path);
 
 // MemAvailable of /proc/meminfo in bytes (0 if unknown).
 uint64_t available_memory_bytes();

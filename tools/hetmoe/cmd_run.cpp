@@ -43,17 +43,12 @@ std::vector<ExpertKey> apply_plan(RunOptions& options, const ModelConfig& config
     if (options.format.empty()) options.format = "fp8";
     return {};
   }
-  const RunPlan plan = load_run_plan(options.plan);
-  int64_t moe_layers = 0;
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) moe_layers += config.is_moe_layer(l) ? 1 : 0;
-  check(plan.moe_layers == moe_layers,
-        "the plan has " + std::to_string(plan.moe_layers) + " MoE layers, the model " + std::to_string(moe_layers),
-        {.path = options.plan, .hint = "a plan made for another model?"});
+  RunPlan plan = load_run_plan(options.plan, config);
   if (options.format.empty()) options.format = plan.expert_format;
   std::vector<ExpertKey> hot;
   std::string budget_note;
   if (!options.store.empty()) {
-    hot = load_hot_experts(options.plan, config);
+    hot = std::move(plan.resident);
     if (options.dram_budget.empty() && plan.dram_budget_bytes > 0) {
       options.dram_budget = std::to_string(plan.dram_budget_bytes);
       budget_note = ", DRAM budget " + format_bytes(plan.dram_budget_bytes) + " (the plan's)";

@@ -12,5 +12,6 @@ ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
 
 echo "== ASan + UBSan build and tests" >&2
 BUILD_DIR="$root/build-asan" BUILD_TYPE=RelWithDebInfo "$root/scripts/build.sh" -DHETMOE_SANITIZE=ON -DHETMOE_BENCH=OFF
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions="$root/tests/lsan.supp" \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   HETMOE_TEST_SANITIZED=1 ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

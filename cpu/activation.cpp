@@ -37,12 +37,12 @@ float exp_approx(float x) {
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out, Isa isa) {
-  if (isa == Isa::kAvx512) return kernels::silu_mul_avx512(gate, up, n, out);
+  if (has_avx512(isa)) return kernels::silu_mul_avx512(gate, up, n, out);
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + exp_approx(-gate[i])) * up[i];
 }
 
 void quantize_activation_group(const float* x, int64_t n, int8_t* q, float* scale, int32_t* sum, Isa isa) {
-  if (isa == Isa::kAvx512 && kernels::quantize_activation_group_avx512(x, n, q, scale, sum)) return;
+  if (has_avx512(isa) && kernels::quantize_activation_group_avx512(x, n, q, scale, sum)) return;
   quantize_activation_group(x, n, q, scale, sum);
 }
 

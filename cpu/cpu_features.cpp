@@ -1,6 +1,10 @@
 #include "cpu/cpu_features.h"
 
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +19,17 @@ uint64_t read_xcr0() {
   uint32_t eax = 0, edx = 0;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
   return (uint64_t(edx) << 32) | eax;
+}
+
+// Linux keeps the 8 KiB tile state off until a process asks for it (kernel 5.16+); without
+// the grant the first tile instruction faults. Other systems: no AMX path.
+bool request_tile_permission() {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureTileData = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureTileData) == 0;
+#else
+  return false;
+#endif
 }
 
 CpuFeatures detect() {
@@ -37,6 +52,12 @@ CpuFeatures detect() {
   __cpuid_count(7, 1, eax, ebx, ecx, edx);
   features.avx_vnni = ymm_state && (eax & (1u << 4));
   features.avx512_bf16 = zmm_state && (eax & (1u << 5));
+  __cpuid_count(7, 0, eax, ebx, ecx, edx);
+  const bool tile_cpu = edx & (1u << 24);
+  const bool tile_state = (xcr0 & (3u << 17)) == (3u << 17);  // XTILECFG + XTILEDATA
+  features.amx_tile = tile_cpu && tile_state && request_tile_permission();
+  features.amx_int8 = features.amx_tile && (edx & (1u << 25));
+  features.amx_bf16 = features.amx_tile && (edx & (1u << 22));
   return features;
 }
 
@@ -56,13 +77,15 @@ bool isa_supported(Isa isa) {
       return f.avx2 && f.fma && f.f16c;
     case Isa::kAvx512:
       return f.avx512f && f.avx512bw && f.avx512vl;
+    case Isa::kAmx:
+      return isa_supported(Isa::kAvx512) && f.avx512_vnni && f.amx_int8;
   }
   return false;
 }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
     if (isa_supported(isa)) isas.push_back(isa);
   return isas;
 }
@@ -75,6 +98,8 @@ std::string_view isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAmx:
+      return "amx";
   }
   return "?";
 }
@@ -82,14 +107,14 @@ std::string_view isa_name(Isa isa) {
 Isa active_isa() {
   const char* requested = std::getenv("HETMOE_ISA");
   if (requested == nullptr || *requested == '\0') return supported_isas().back();
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
     if (isa_name(isa) != requested) continue;
     check(isa_supported(isa), "HETMOE_ISA=" + std::string(requested) + " but this CPU cannot run that path",
           {.hint = "unset HETMOE_ISA or pick one of the paths `hetmoe probe` lists"});
     return isa;
   }
   throw Error("HETMOE_ISA=" + std::string(requested) + " is not a known kernel path",
-              {.hint = "use scalar, avx2 or avx512"});
+              {.hint = "use scalar, avx2, avx512 or amx"});
 }
 
 }  // namespace hetmoe::cpu

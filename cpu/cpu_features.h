@@ -2,7 +2,11 @@
 //
 // Kernels come in per-ISA translation units compiled with their own flags; the path is
 // chosen once at run time from CPUID, so the binary never executes an instruction the CPU
-// lacks. HETMOE_ISA=scalar|avx2|avx512 overrides the choice for tests and benchmarks.
+// lacks. HETMOE_ISA=scalar|avx2|avx512|amx overrides the choice for tests and benchmarks.
+//
+// kAmx is kAvx512 plus Intel AMX tiles (AMX-TILE + AMX-INT8, and the Linux permission to use
+// them): every kernel runs its AVX-512 path except the INT8/INT4 prefill GEMM, which runs on
+// tiles (cpu/packed_gemm_amx.cpp), with the same bits.
 #pragma once
 
 #include <string_view>
@@ -10,7 +14,10 @@
 
 namespace hetmoe::cpu {
 
-enum class Isa { kScalar, kAvx2, kAvx512 };
+enum class Isa { kScalar, kAvx2, kAvx512, kAmx };
+
+// kAvx512 and kAmx: the AVX-512 kernels apply.
+inline bool has_avx512(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAmx; }
 
 struct CpuFeatures {
   bool avx2 = false;
@@ -22,9 +29,13 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx_vnni = false;
+  bool amx_tile = false;  // CPUID + XCR0 tile state + arch_prctl(ARCH_REQ_XCOMP_PERM) granted
+  bool amx_int8 = false;
+  bool amx_bf16 = false;
 };
 
-// Read once from CPUID and XGETBV (the OS must have enabled the register state).
+// Read once from CPUID and XGETBV (the OS must have enabled the register state); on Linux the
+// first call also asks the kernel for the AMX tile state (process-wide, once).
 const CpuFeatures& cpu_features();
 bool isa_supported(Isa isa);
 // Every path this machine can run, scalar first: what per-ISA tests iterate over.

@@ -16,7 +16,7 @@ void dequant_fp8_row_scalar(const uint8_t* codes, const float* scales, int64_t c
 void dequant_fp8_rows(const Fp8BlockMatrix& matrix, int64_t row_begin, int64_t row_end, float* out,
                       Isa isa) {
   auto* row_kernel = &kernels::dequant_fp8_row_scalar;
-  if (isa == Isa::kAvx512) row_kernel = &kernels::dequant_fp8_row_avx512;
+  if (has_avx512(isa)) row_kernel = &kernels::dequant_fp8_row_avx512;
   if (isa == Isa::kAvx2) row_kernel = &kernels::dequant_fp8_row_avx2;
   const int64_t scale_cols = (matrix.cols + matrix.block - 1) / matrix.block;
   for (int64_t i = row_begin; i < row_end; ++i) {

@@ -46,7 +46,7 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 }
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
-  if (isa == Isa::kAvx512) {
+  if (has_avx512(isa)) {
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16),
                       [&](const tbb::blocked_range<int64_t>& range) {
                         kernels::linear_rows_avx512(w, x, tokens, range.begin(), range.end(), y);

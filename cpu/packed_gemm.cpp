@@ -11,7 +11,7 @@ namespace hetmoe::cpu {
 
 int64_t padded_tokens(int64_t tokens) {
   if (tokens < kPrefillMinTokens) return tokens;
-  return (tokens + kPrefillTokenBlock - 1) / kPrefillTokenBlock * kPrefillTokenBlock;
+  return (tokens + kPrefillPadTokens - 1) / kPrefillPadTokens * kPrefillPadTokens;
 }
 
 void packed_gemm(const PackedGemmArgs& args, Isa isa) {
@@ -19,9 +19,13 @@ void packed_gemm(const PackedGemmArgs& args, Isa isa) {
   assert(args.a.k_padded == args.w.layout.k_padded());
   const bool int_format =
       args.w.layout.format == PackedFormat::kINT8 || args.w.layout.format == PackedFormat::kINT4;
+  if (isa == Isa::kAmx && !(int_format && args.tokens >= kPrefillMinTokens))
+    isa = Isa::kAvx512;  // tiles only pay off for the INT prefill GEMM
   if (isa == Isa::kAvx512 && int_format && !cpu_features().avx512_vnni)
     isa = Isa::kAvx2;  // same bits, no vpdpbusd
   switch (isa) {
+    case Isa::kAmx:
+      return kernels::packed_gemm_amx(args);
     case Isa::kAvx512:
       return kernels::packed_gemm_avx512(args);
     case Isa::kAvx2:

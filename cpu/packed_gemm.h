@@ -4,7 +4,8 @@
 // Two kernel shapes per format and ISA, chosen by the token count: decode (few tokens) fuses
 // the weight decode into the dot products and streams each panel once; prefill (many tokens)
 // decodes a panel pair's group once into an L1 tile and runs a register-blocked GEMM over
-// 8-token blocks (FP8/BF16: fp32 FMA; INT8/INT4: vpdpbusd on int8 activations).
+// 8-token blocks (FP8/BF16: fp32 FMA; INT8/INT4: vpdpbusd on int8 activations, or AMX tiles
+// with Isa::kAmx: 16 tokens × 16 rows × 64 k per tdpbssd).
 //
 // Numerics, the same for every kernel shape and ISA path, so a result never depends on the
 // ISA, the token count, the batch or the thread count (bitwise):
@@ -25,8 +26,9 @@ namespace hetmoe::cpu {
 // Below this many tokens the decode kernel runs (in chunks of up to 4 tokens); from it on the
 // prefill GEMM. A speed choice only: both give the same bits.
 inline constexpr int64_t kPrefillMinTokens = 8;
-// Tokens per prefill register block: ActivationView::tokens_padded must be a multiple of it.
-inline constexpr int64_t kPrefillTokenBlock = 8;
+// Prefill token rows come in multiples of this (ActivationView::tokens_padded): an AMX tile
+// holds 16 token rows; the AVX-512 kernel's 8-token register blocks stop at the last valid one.
+inline constexpr int64_t kPrefillPadTokens = 16;
 
 // Per-thread working memory of the prefill kernels, grown on first use.
 struct GemmScratch {
@@ -57,6 +59,7 @@ namespace kernels {
 void packed_gemm_scalar(const PackedGemmArgs& args);
 void packed_gemm_avx2(const PackedGemmArgs& args);
 void packed_gemm_avx512(const PackedGemmArgs& args);
+void packed_gemm_amx(const PackedGemmArgs& args);  // INT8/INT4, tokens >= kPrefillMinTokens
 }  // namespace kernels
 
 }  // namespace hetmoe::cpu

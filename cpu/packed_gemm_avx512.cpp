@@ -216,7 +216,7 @@ void decode(const Ctx& c) {
 
 // --- prefill: R panels (≤ 2) × all tokens, 8-token register blocks ----------------------------
 
-constexpr int kT = int(kPrefillTokenBlock);
+constexpr int kT = 8;
 
 // FP8/BF16: tile = f32 [128 k][32 rows] (panel i at column 16 i).
 template <int R>
@@ -384,10 +384,12 @@ void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
     if (tiles) unit[u].tile = tiles + u * kGroupCols * 32;
     if (bytes) unit[u].bytes = bytes + u * kGroupCols * 32;
   }
-  const int64_t blocks = tokens_padded / kT;
+  // Token blocks up to the last valid token (tokens_padded may hold one more block of zeros).
+  const int64_t tokens_used = (args.tokens + kT - 1) / kT * kT;
+  const int64_t blocks = tokens_used / kT;
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t u = 0; u < units; ++u) prepare_unit<F>(c, g, unit[u]);
-    for (int64_t t0 = 0, b = 0; t0 < tokens_padded; t0 += kT, ++b)
+    for (int64_t t0 = 0, b = 0; t0 < tokens_used; t0 += kT, ++b)
       for (int64_t u = 0; u < units; ++u) {
         if (unit[u].r == 2) {
           run_unit<F, 2>(c, unit[u], g, t0);

@@ -9,7 +9,8 @@
 //   prefill/<format>/tokens:128/threads:N   one expert × 128 tokens per iteration (cycling through
 //       8 experts). ops_per_second = 2·MACs;
 //       frac_of_limit = that / the peak of the instruction the format's prefill kernel uses
-//       (fp32 FMA for fp8/bf16, vpdpbusd for int8/int4), measured right before.
+//       (fp32 FMA for fp8/bf16; for int8/int4 vpdpbusd, or tdpbssd under the amx path, which
+//       also reports vnni_peak_multiple = ops / the vpdpbusd peak), measured right before.
 //   frac_of_limit divides the mean rate by the limit's mean over its windows; frac_of_limit_best
 //   divides the fastest iteration by the fastest limit window (both the least disturbed on a
 //   shared machine); frac_of_startup_limit divides by the limits measured once at start-up.
@@ -134,7 +135,8 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
                bool decode) {
   const ExpertPool& experts = pool(format, decode);
   cpu::CpuThreads& arena = threads(n_threads);
-  cpu::ExpertFfnRunner runner(&arena, cpu::active_isa());
+  const cpu::Isa isa = cpu::active_isa();
+  cpu::ExpertFfnRunner runner(&arena, isa);
   const bool vnni = format == cpu::PackedFormat::kINT8 || format == cpu::PackedFormat::kINT4;
   // The limit this benchmark is held to, measured again right before it (the machine is shared
   // and its limits drift): read bandwidth over this very pool, or the peak of the instruction
@@ -146,7 +148,7 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     limit = measure_read_bandwidth(arena, regions, experts_per_iteration,
                                    int(std::max<int64_t>(12, 2 * experts.count() / experts_per_iteration)));
   } else {
-    limit = measure_peak(arena, vnni ? PeakKind::kVnni : PeakKind::kFma, 0.05, 20);
+    limit = measure_peak(arena, vnni ? int_prefill_peak(isa) : PeakKind::kFma, 0.05, 20);
   }
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
@@ -185,7 +187,9 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     state.counters["ops_per_second"] = work / seconds;
     state.counters["limit_GOPs"] = limit.mean / 1e9;
     state.counters["limit_best_GOPs"] = limit.best / 1e9;
-    state.counters["frac_of_startup_limit"] = work / seconds / (vnni ? startup.vnni_ops : startup.fma_flops);
+    const double int_peak = isa == cpu::Isa::kAmx ? startup.amx_int8_ops : startup.vnni_ops;
+    state.counters["frac_of_startup_limit"] = work / seconds / (vnni ? int_peak : startup.fma_flops);
+    if (vnni && isa == cpu::Isa::kAmx) state.counters["vnni_peak_multiple"] = work / seconds / startup.vnni_ops;
   }
   state.counters["pool_experts"] = double(experts.count());
 }
@@ -226,7 +230,8 @@ void run_kernel(benchmark::State& state, cpu::PackedFormat format, int64_t token
                                  .y_stride = rows,
                                  .scratch = &scratch};
   const bool vnni = format == cpu::PackedFormat::kINT8 || format == cpu::PackedFormat::kINT4;
-  const double peak = tokens > 1 ? measure_peak_thread_cpu(vnni ? PeakKind::kVnni : PeakKind::kFma, 200) : 0;
+  const double peak = tokens > 1 ? measure_peak_thread_cpu(vnni ? int_prefill_peak(isa) : PeakKind::kFma, 200) : 0;
+  const double vnni_peak = vnni && isa == cpu::Isa::kAmx ? measure_peak_thread_cpu(PeakKind::kVnni, 200) : 0;
   cpu::packed_gemm(args, isa);  // warm
   double fastest = 1e30;
   for (auto _ : state) {
@@ -247,6 +252,7 @@ void run_kernel(benchmark::State& state, cpu::PackedFormat format, int64_t token
     state.counters["ops_per_second_best"] = ops / fastest;
     state.counters["frac_of_limit_best"] = ops / fastest / peak;
     state.counters["limit_GOPs"] = peak / 1e9;
+    if (vnni_peak > 0) state.counters["vnni_peak_multiple_best"] = ops / fastest / vnni_peak;
   }
 }
 
@@ -311,8 +317,10 @@ int main(int argc, char** argv) {
     c.limits[n] = l;
     std::fprintf(
         stderr,
-        "limits/threads:%d  read %.2f GB/s  fp32 FMA %.1f GFLOP/s  bf16 dot %.1f GFLOP/s  vnni %.1f GOP/s\n",
-        n, l.read_bytes_per_second / 1e9, l.fma_flops / 1e9, l.bf16_dot_flops / 1e9, l.vnni_ops / 1e9);
+        "limits/threads:%d  read %.2f GB/s  fp32 FMA %.1f GFLOP/s  bf16 dot %.1f GFLOP/s  vnni %.1f GOP/s  "
+        "amx int8 %.1f GOP/s\n",
+        n, l.read_bytes_per_second / 1e9, l.fma_flops / 1e9, l.bf16_dot_flops / 1e9, l.vnni_ops / 1e9,
+        l.amx_int8_ops / 1e9);
     benchmark::AddCustomContext("limit_read_GBps_threads" + std::to_string(n),
                                 std::to_string(l.read_bytes_per_second / 1e9));
     benchmark::AddCustomContext("limit_fma_GFLOPs_threads" + std::to_string(n),
@@ -321,6 +329,8 @@ int main(int argc, char** argv) {
                                 std::to_string(l.bf16_dot_flops / 1e9));
     benchmark::AddCustomContext("limit_vnni_GOPs_threads" + std::to_string(n),
                                 std::to_string(l.vnni_ops / 1e9));
+    benchmark::AddCustomContext("limit_amx_int8_GOPs_threads" + std::to_string(n),
+                                std::to_string(l.amx_int8_ops / 1e9));
   }
   bench::register_benchmarks(cores);
   benchmark::RunSpecifiedBenchmarks();

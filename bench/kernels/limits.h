@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 
+#include "cpu/cpu_features.h"
 #include "cpu/threads.h"
 
 namespace hetmoe::bench {
@@ -15,6 +16,7 @@ struct MachineLimits {
   double fma_flops = 0;              // fp32 vfmadd231ps zmm: 2 flops x 16 lanes each
   double bf16_dot_flops = 0;         // vdpbf16ps zmm: 2 flops x 32 pairs (0: CPU lacks AVX512_BF16)
   double vnni_ops = 0;               // vpdpbusd zmm: 2 ops x 64 byte products
+  double amx_int8_ops = 0;           // tdpbssd: 2 ops x 16 x 16 x 64 (0: no usable AMX-INT8)
 };
 
 // Runs every measurement on `threads` (all of its slots busy); read_buffer_bytes sizes the
@@ -34,12 +36,17 @@ struct Rate {
 // regions (cycling), split across the slots; the first window is a warm-up.
 Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
                             int64_t regions_per_window, int windows);
-enum class PeakKind { kFma, kBf16Dot, kVnni };
-// 0 when the CPU lacks the instruction (AVX512_BF16 / AVX512_VNNI).
+enum class PeakKind { kFma, kBf16Dot, kVnni, kAmxInt8 };
+// 0 when the CPU lacks the instruction (AVX512_BF16 / AVX512_VNNI / AMX-INT8).
 Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds, int windows);
 // The calling thread alone, timed by its own CPU time (CLOCK_THREAD_CPUTIME_ID): the best of
 // `windows` windows of ~1 ms, which a busy shared machine disturbs least.
 double measure_peak_thread_cpu(PeakKind kind, int windows);
 double thread_cpu_seconds();
+// The peak the INT8/INT4 prefill kernel of `isa` is held to: AMX-INT8 under Isa::kAmx, else VNNI.
+PeakKind int_prefill_peak(cpu::Isa isa);
+
+// limits_amx.cpp: `repeats` × 4 tdpbssd (AMX flags; call only when AMX-INT8 is usable).
+int amx_int8_chains(long repeats);
 
 }  // namespace hetmoe::bench

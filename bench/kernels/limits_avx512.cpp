@@ -104,6 +104,8 @@ __attribute__((noinline)) uint64_t read_sum(const uint8_t* data, uint64_t bytes)
       _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(acc0, acc1), _mm512_add_epi64(acc2, acc3))));
 }
 
+constexpr double kAmxOpsPerRepeat = 4.0 * 16 * 16 * 64 * 2;
+
 // ops per second of `chain` over windows of about `window_seconds` on every slot.
 template <class Chain>
 Rate peak(cpu::CpuThreads& threads, double ops_per_repeat, Chain chain, double window_seconds, int windows) {
@@ -136,9 +138,14 @@ Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds
       return f.avx512_bf16 ? peak(threads, 12.0 * 32 * 2, bf16_chains, window_seconds, windows) : Rate{};
     case PeakKind::kVnni:
       return f.avx512_vnni ? peak(threads, 12.0 * 64 * 2, vnni_chains, window_seconds, windows) : Rate{};
+    case PeakKind::kAmxInt8:
+      return cpu::isa_supported(cpu::Isa::kAmx) ? peak(threads, kAmxOpsPerRepeat, amx_int8_chains, window_seconds, windows)
+                                                 : Rate{};
   }
   return {};
 }
+
+PeakKind int_prefill_peak(cpu::Isa isa) { return isa == cpu::Isa::kAmx ? PeakKind::kAmxInt8 : PeakKind::kVnni; }
 
 Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
                             int64_t regions_per_window, int windows) {
@@ -182,11 +189,14 @@ double thread_cpu_seconds() {
 double measure_peak_thread_cpu(PeakKind kind, int windows) {
   if (!cpu::isa_supported(cpu::Isa::kAvx512)) return 0;
   const cpu::CpuFeatures& f = cpu::cpu_features();
-  if ((kind == PeakKind::kBf16Dot && !f.avx512_bf16) || (kind == PeakKind::kVnni && !f.avx512_vnni)) return 0;
+  if ((kind == PeakKind::kBf16Dot && !f.avx512_bf16) || (kind == PeakKind::kVnni && !f.avx512_vnni) ||
+      (kind == PeakKind::kAmxInt8 && !cpu::isa_supported(cpu::Isa::kAmx)))
+    return 0;
   const double ops_per_repeat = kind == PeakKind::kFma       ? 12.0 * 16 * 2
                                 : kind == PeakKind::kBf16Dot ? 12.0 * 32 * 2
-                                                             : 12.0 * 64 * 2;
-  const long repeats = 100000;
+                                : kind == PeakKind::kVnni    ? 12.0 * 64 * 2
+                                                             : kAmxOpsPerRepeat;
+  const long repeats = kind == PeakKind::kAmxInt8 ? 10000 : 100000;
   double best = 0;
   volatile uint64_t sink = 0;
   for (int w = 0; w < windows; ++w) {
@@ -201,6 +211,9 @@ double measure_peak_thread_cpu(PeakKind kind, int windows) {
         break;
       case PeakKind::kVnni:
         r = uint64_t(vnni_chains(repeats) != 0);
+        break;
+      case PeakKind::kAmxInt8:
+        r = uint64_t(amx_int8_chains(repeats) != 0);
         break;
     }
     const double seconds = thread_cpu_seconds() - start;
@@ -218,6 +231,7 @@ MachineLimits measure_limits(cpu::CpuThreads& threads, uint64_t read_buffer_byte
   limits.fma_flops = measure_peak(threads, PeakKind::kFma, 0.05, 10).best;
   limits.bf16_dot_flops = measure_peak(threads, PeakKind::kBf16Dot, 0.05, 10).best;
   limits.vnni_ops = measure_peak(threads, PeakKind::kVnni, 0.05, 10).best;
+  limits.amx_int8_ops = measure_peak(threads, PeakKind::kAmxInt8, 0.05, 10).best;
 
   // Slices of 64 MiB, first touched by the thread that will read them.
   const uint64_t slice = uint64_t(64) << 20;

@@ -86,7 +86,7 @@ TEST_P(ActivationPaths, QuantisationMatchesScalarBits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPaths, ActivationPaths, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+INSTANTIATE_TEST_SUITE_P(AllPaths, ActivationPaths, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                          [](const auto& param_info) { return std::string(isa_name(param_info.param)); });
 
 }  // namespace

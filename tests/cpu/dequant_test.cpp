@@ -44,7 +44,7 @@ TEST_P(Fp8DequantIsa, MatchesScalarBitwiseOnPartialBlocks) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPaths, Fp8DequantIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+INSTANTIATE_TEST_SUITE_P(AllPaths, Fp8DequantIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                          [](const auto& param_info) { return std::string(isa_name(param_info.param)); });
 
 TEST(CpuFeatures, EnvironmentOverrideIsChecked) {

@@ -172,7 +172,7 @@ TEST_P(PackedGemmPaths, BatchAndPanelSplitInvariant) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPaths, PackedGemmPaths,
-                         ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                                             ::testing::ValuesIn(kFormats)),
                          [](const auto& param_info) {
                            return std::string(isa_name(std::get<0>(param_info.param))) + "_" +
@@ -344,7 +344,7 @@ TEST_P(ExpertFfnPaths, MatchesReferenceAndThreadCountInvariant) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPaths, ExpertFfnPaths,
-                         ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                                             ::testing::ValuesIn(kFormats)),
                          [](const auto& param_info) {
                            return std::string(isa_name(std::get<0>(param_info.param))) + "_" +

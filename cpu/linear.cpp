@@ -47,7 +47,9 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
   if (has_avx512(isa)) {
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16),
+    // A prompt takes 64-row passes over its tokens (linear_avx512.cpp); a decode step 16 rows.
+    const int64_t grain = tokens >= 8 ? 64 : 16;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, grain),
                       [&](const tbb::blocked_range<int64_t>& range) {
                         kernels::linear_rows_avx512(w, x, tokens, range.begin(), range.end(), y);
                       });

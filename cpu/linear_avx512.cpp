@@ -11,6 +11,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "cpu/linear.h"
 
@@ -81,10 +83,10 @@ void rows(const WeightMatrix& w, const float* x, int64_t t0, int64_t row_begin, 
 }
 
 // Tiles of 16 rows (at most 16 × 7168 × 4 bytes, L2-resident) run over every token chunk of 4,
-// so a prefill reads each weight from DRAM once rather than once per chunk.
+// so a decode step or a short batch reads each weight from DRAM once.
 template <WeightFormat F>
-void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
-         float* y) {
+void run_decode(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+                float* y) {
   constexpr int64_t kRowTile = 16;
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowTile) {
     const int64_t r1 = std::min(row_end, r0 + kRowTile);
@@ -104,6 +106,133 @@ void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begi
           break;
       }
     }
+  }
+}
+
+// --- prefill: the same per-(row, token) operations as a register-blocked GEMM ------------------
+//
+// row_group decodes every weight chunk again for each 4-token chunk and keeps 8 chains: ~25% of
+// the FMA peak on a prompt. Here up to 64 rows × one column block are decoded once per 96 tokens
+// into a tile (with load_weights, so values and zeroed tails are the same), then R = 4 rows ×
+// M = 6 tokens of 16-lane chains run over it; each block's sum goes into a per-(row, token) lane
+// total in memory with the same fma. Same bits as row_group, so a token never depends on the
+// batch. 64 rows per pass over the tokens: with 16, re-reading x (96 tokens × 7168 f32 = 2.75 MB,
+// beyond L2) for every 16 rows made the kernel L3-bound.
+
+constexpr int kPrefillRows = 4, kPrefillTokens = 6;
+constexpr int64_t kRowBlock = 64;   // rows per pass over the tokens
+constexpr int64_t kTokenSpan = 96;  // tokens per pass (lane totals: 64 × 96 × 64 B in L2)
+
+struct PrefillScratch {
+  std::vector<float> weights;  // [kRowBlock rows][block, rounded up to 16]
+  std::vector<float> totals;   // [kRowBlock rows][kTokenSpan][16 lanes]
+};
+
+template <int R, int M>
+void tile_gemm(const float* wt, int64_t w_stride, const float* x, int64_t cols, int64_t k0, int64_t k1,
+               const float* scale, float* totals) {
+  __m512 blk[R][M];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < M; ++t) blk[i][t] = _mm512_setzero_ps();
+  for (int64_t k = k0; k < k1; k += 16) {
+    const __mmask16 mask = k1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k1 - k)) - 1);
+    __m512 xv[M];
+    for (int t = 0; t < M; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + t * cols + k);
+    for (int i = 0; i < R; ++i) {
+      const __m512 wv = _mm512_load_ps(wt + i * w_stride + (k - k0));
+      for (int t = 0; t < M; ++t) blk[i][t] = _mm512_fmadd_ps(wv, xv[t], blk[i][t]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < M; ++t) {
+      float* total = totals + (i * kTokenSpan + t) * 16;
+      _mm512_store_ps(total, _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(scale[i]), _mm512_load_ps(total)));
+    }
+}
+
+// Rows [0, nr) of the tile × M tokens.
+template <int M>
+void tile_gemm_rows(const float* wt, int64_t w_stride, int64_t nr, const float* x, int64_t cols, int64_t k0,
+                    int64_t k1, const float* scale, float* totals) {
+  int64_t i = 0;
+  for (; i + kPrefillRows <= nr; i += kPrefillRows)
+    tile_gemm<kPrefillRows, M>(wt + i * w_stride, w_stride, x, cols, k0, k1, scale + i, totals + i * kTokenSpan * 16);
+  for (; i < nr; ++i)
+    tile_gemm<1, M>(wt + i * w_stride, w_stride, x, cols, k0, k1, scale + i, totals + i * kTokenSpan * 16);
+}
+
+void tile_gemm_block(const float* wt, int64_t w_stride, int64_t nr, const float* x, int64_t cols, int64_t k0,
+                     int64_t k1, int64_t tokens, const float* scale, float* totals) {
+  int64_t t = 0;
+  for (; t + kPrefillTokens <= tokens; t += kPrefillTokens)
+    tile_gemm_rows<kPrefillTokens>(wt, w_stride, nr, x + t * cols, cols, k0, k1, scale, totals + t * 16);
+  const float* xt = x + t * cols;
+  float* tt = totals + t * 16;
+  switch (tokens - t) {
+    case 1:
+      return tile_gemm_rows<1>(wt, w_stride, nr, xt, cols, k0, k1, scale, tt);
+    case 2:
+      return tile_gemm_rows<2>(wt, w_stride, nr, xt, cols, k0, k1, scale, tt);
+    case 3:
+      return tile_gemm_rows<3>(wt, w_stride, nr, xt, cols, k0, k1, scale, tt);
+    case 4:
+      return tile_gemm_rows<4>(wt, w_stride, nr, xt, cols, k0, k1, scale, tt);
+    case 5:
+      return tile_gemm_rows<5>(wt, w_stride, nr, xt, cols, k0, k1, scale, tt);
+    default:
+      return;
+  }
+}
+
+template <WeightFormat F>
+void run_prefill(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+                 float* y) {
+  const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
+  const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
+  const int64_t scale_cols = (cols + block - 1) / block;
+  const int64_t w_stride = (block + 15) / 16 * 16;
+  static thread_local PrefillScratch scratch;
+  scratch.weights.resize(size_t(kRowBlock * w_stride + 16));
+  scratch.totals.resize(size_t(kRowBlock * kTokenSpan * 16 + 16));
+  float* wt = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.weights.data()) + 63) & ~uintptr_t(63));
+  float* totals = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.totals.data()) + 63) & ~uintptr_t(63));
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
+    const int64_t nr = std::min(row_end - r0, kRowBlock);
+    for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
+      const int64_t span = std::min(tokens - s0, kTokenSpan);
+      std::fill(totals, totals + kRowBlock * kTokenSpan * 16, 0.0f);
+      float scale[kRowBlock];
+      for (int64_t b0 = 0; b0 < cols; b0 += block) {
+        const int64_t b1 = std::min(cols, b0 + block);
+        for (int64_t i = 0; i < nr; ++i) {
+          const void* row = static_cast<const uint8_t*>(w.data) + (r0 + i) * cols * element;
+          for (int64_t k = b0; k < b1; k += 16) {
+            const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
+            _mm512_store_ps(wt + i * w_stride + (k - b0), load_weights<F>(row, k, mask));
+          }
+          scale[i] = 1.0f;
+          if constexpr (F == WeightFormat::kFP8Block)
+            scale[i] = w.scale_inv[((r0 + i) / block) * scale_cols + b0 / block] * 256.0f;
+        }
+        tile_gemm_block(wt, w_stride, nr, x + s0 * cols, cols, b0, b1, span, scale, totals);
+      }
+      for (int64_t i = 0; i < nr; ++i)
+        for (int64_t t = 0; t < span; ++t)
+          y[(s0 + t) * w.rows + r0 + i] = _mm512_reduce_add_ps(_mm512_load_ps(totals + (i * kTokenSpan + t) * 16));
+    }
+  }
+}
+
+// From this many tokens the prefill GEMM runs (a speed choice only: same bits).
+constexpr int64_t kPrefillMinTokens = 8;
+
+template <WeightFormat F>
+void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+         float* y) {
+  if (tokens >= kPrefillMinTokens) {
+    run_prefill<F>(w, x, tokens, row_begin, row_end, y);
+  } else {
+    run_decode<F>(w, x, tokens, row_begin, row_end, y);
   }
 }
 

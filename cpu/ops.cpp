@@ -9,21 +9,55 @@ namespace hetmoe::cpu {
 
 using Batch = xsimd::batch<float>;
 
-float dot(const float* a, const float* b, int64_t n) {
-  constexpr int64_t kLanes = int64_t(Batch::size);
-  Batch acc0(0.0f), acc1(0.0f);
+namespace {
+
+constexpr int kDotLanes = 64;
+
+// xsimd batches of the build's baseline width (4 on SSE2), 64 / width of them side by side.
+float dot_portable(const float* a, const float* b, int64_t n) {
+  constexpr int kWidth = int(Batch::size), kBatches = kDotLanes / kWidth;
+  static_assert(kDotLanes % kWidth == 0);
+  Batch acc[kBatches];
+  for (auto& v : acc) v = Batch(0.0f);
   int64_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    acc0 = xsimd::fma(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc0);
-    acc1 = xsimd::fma(Batch::load_unaligned(a + i + kLanes), Batch::load_unaligned(b + i + kLanes), acc1);
-  }
-  float sum = xsimd::hadd(acc0 + acc1);
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+  for (; i + kDotLanes <= n; i += kDotLanes)
+    for (int k = 0; k < kBatches; ++k)
+      acc[k] = acc[k] + Batch::load_unaligned(a + i + k * kWidth) * Batch::load_unaligned(b + i + k * kWidth);
+  alignas(64) float lane[kDotLanes];
+  for (int k = 0; k < kBatches; ++k) acc[k].store_aligned(lane + k * kWidth);
+  for (int j = 0; i + j < n; ++j) lane[j] = lane[j] + a[i + j] * b[i + j];
+  for (int width = kDotLanes / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) lane[j] = lane[j] + lane[j + width];
+  return lane[0];
+}
+
+void axpy_portable(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] + alpha * x[i];
+}
+
+bool use_avx512() {
+  static const bool avx512 = has_avx512(active_isa());
+  return avx512;
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, int64_t n, Isa isa) {
+  return has_avx512(isa) ? kernels::dot_avx512(a, b, n) : dot_portable(a, b, n);
+}
+
+void axpy(float alpha, const float* x, float* y, int64_t n, Isa isa) {
+  if (has_avx512(isa)) return kernels::axpy_avx512(alpha, x, y, n);
+  axpy_portable(alpha, x, y, n);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  return use_avx512() ? kernels::dot_avx512(a, b, n) : dot_portable(a, b, n);
 }
 
 void axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  if (use_avx512()) return kernels::axpy_avx512(alpha, x, y, n);
+  axpy_portable(alpha, x, y, n);
 }
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {

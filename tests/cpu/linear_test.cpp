@@ -1,6 +1,7 @@
 // cpu::linear on every ISA path against a double reference on the checkpoint's exact weight
 // values (tolerance 1e-5 · Σ|w·x|: f32 FMA chains of ≤ 128 products per block), and the
-// invariances the forward pass relies on: a token's outputs are the same alone or in a batch.
+// invariances the forward pass relies on: a token's outputs are the same alone or in a batch
+// (on AVX-512 the decode kernel and, from 8 tokens, the prefill GEMM: same bits).
 #include "cpu/linear.h"
 
 #include <gtest/gtest.h>
@@ -66,7 +67,7 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
   for (WeightFormat format : {WeightFormat::kFP8Block, WeightFormat::kBF16, WeightFormat::kF32}) {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{200, 300}, {130, 17}, {1, 129}, {13, 260}, {37, 64}}) {
       const Matrix m = make_matrix(format, rows, cols, uint32_t(rows + cols));
-      for (int64_t tokens : {1, 2, 3, 7, 16, 33}) {
+      for (int64_t tokens : {1, 2, 3, 7, 8, 16, 33, 101}) {
         SCOPED_TRACE(testing::Message() << isa_name(isa) << " format " << int(format) << " " << rows << "x"
                                         << cols << " tokens " << tokens);
         std::mt19937 rng{uint32_t(tokens)};
@@ -83,11 +84,13 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
             }
             ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
           }
-        // The last token alone gives the same bits as inside the batch.
+        // Every token alone (the decode kernel) gives the same bits as inside the batch (from 8
+        // tokens the prefill GEMM).
         std::vector<float> alone(static_cast<size_t>(rows));
-        linear(m.w, &x[size_t((tokens - 1) * cols)], 1, alone.data(), isa);
-        ASSERT_EQ(0,
-                  std::memcmp(alone.data(), &y[size_t((tokens - 1) * rows)], alone.size() * sizeof(float)));
+        for (int64_t t = 0; t < tokens; ++t) {
+          linear(m.w, &x[size_t(t * cols)], 1, alone.data(), isa);
+          ASSERT_EQ(0, std::memcmp(alone.data(), &y[size_t(t * rows)], alone.size() * sizeof(float))) << "token " << t;
+        }
       }
     }
   }

@@ -60,6 +60,24 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   axpy_portable(alpha, x, y, n);
 }
 
+void axpy_rows(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n, Isa isa) {
+  if (has_avx512(isa)) return kernels::axpy_rows_avx512(alpha, rows, stride, count, y, n);
+  for (int64_t r = 0; r < count; ++r) axpy_portable(alpha[r], rows + r * stride, y, n);
+}
+
+void dot_rows(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out, Isa isa) {
+  if (has_avx512(isa)) return kernels::dot_rows_avx512(x, rows, stride, count, n, out);
+  for (int64_t r = 0; r < count; ++r) out[r] = dot_portable(x, rows + r * stride, n);
+}
+
+void axpy_rows(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n) {
+  axpy_rows(alpha, rows, stride, count, y, n, use_avx512() ? Isa::kAvx512 : Isa::kScalar);
+}
+
+void dot_rows(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out) {
+  dot_rows(x, rows, stride, count, n, out, use_avx512() ? Isa::kAvx512 : Isa::kScalar);
+}
+
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   double sum_squares = 0.0;
   for (int64_t i = 0; i < n; ++i) sum_squares += double(x[i]) * double(x[i]);

@@ -131,7 +131,7 @@ uint64_t forward_activation_bytes(const ModelConfig& c, int64_t n, int64_t conte
   const uint64_t residual = 3 * tokens * hidden;  // h, x, delta
   const uint64_t per_thread =
       uint64_t(threads > 0 ? threads : 1) *
-      (uint64_t(context) + 2 * uint64_t(c.kv_lora_rank) + uint64_t(c.intermediate_size));
+      (2 * uint64_t(context) + 2 * uint64_t(c.kv_lora_rank) + uint64_t(c.intermediate_size));  // scores + rope
   const uint64_t attention = tokens * heads * uint64_t(c.qk_head_dim()) + tokens * uint64_t(c.q_lora_rank) +
                              tokens * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) +
                              tokens * heads * uint64_t(c.v_head_dim) + tokens * hidden + per_thread;

@@ -217,16 +217,17 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
     const float* w_uv = w_uk + nope * latent;                  // [v, latent]
     // q̃ = W_UKᵀ q_nope
     std::vector<float> q_latent(size_t(latent), 0.0f);
-    for (int64_t d = 0; d < nope; ++d) cpu::axpy(qh[d], w_uk + d * latent, q_latent.data(), latent);
-    std::vector<float> scores(static_cast<size_t>(position + 1));
-    for (int64_t u = 0; u <= position; ++u)
-      scores[size_t(u)] = scale * (cpu::dot(q_latent.data(), cache->latent(l, u), latent) +
-                                   cpu::dot(qh + nope, cache->rope_key(l, u), rope_dim));
+    cpu::axpy_rows(qh, w_uk, latent, nope, q_latent.data(), latent);
+    // Latents and rope keys of one layer are contiguous by position (kv_cache.h).
+    std::vector<float> scores(static_cast<size_t>(position + 1)), rope(scores.size());
+    cpu::dot_rows(q_latent.data(), cache->latent(l, 0), latent, position + 1, latent, scores.data());
+    cpu::dot_rows(qh + nope, cache->rope_key(l, 0), rope_dim, position + 1, rope_dim, rope.data());
+    for (int64_t u = 0; u <= position; ++u) scores[size_t(u)] = scale * (scores[size_t(u)] + rope[size_t(u)]);
     cpu::softmax(scores.data(), position + 1);
     std::vector<float> context_latent(size_t(latent), 0.0f);
-    for (int64_t u = 0; u <= position; ++u) cpu::axpy(scores[size_t(u)], cache->latent(l, u), context_latent.data(), latent);
+    cpu::axpy_rows(scores.data(), cache->latent(l, 0), latent, position + 1, context_latent.data(), latent);
     float* out = context + (r * heads + hd) * v_dim;
-    for (int64_t d = 0; d < v_dim; ++d) out[d] = cpu::dot(w_uv + d * latent, context_latent.data(), latent);
+    cpu::dot_rows(context_latent.data(), w_uv, latent, v_dim, latent, out);
   });
 }
 

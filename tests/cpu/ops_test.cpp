@@ -59,6 +59,32 @@ TEST_P(OpsPaths, AxpyMatchesPortableBits) {
   }
 }
 
+// The row forms equal their one-row calls bit for bit (row counts around the 4-row blocks, a row
+// stride wider than n).
+TEST_P(OpsPaths, RowFormsMatchSingleCalls) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  for (int64_t n : {1, 17, 64, 130, 512}) {
+    for (int64_t count : {1, 3, 4, 9}) {
+      const int64_t stride = n + 5;
+      const std::vector<float> rows = random_vector(count * stride, uint32_t(n * 31 + count));
+      const std::vector<float> x = random_vector(n, uint32_t(n + count)), alpha = random_vector(count, 99);
+      std::vector<float> out(static_cast<size_t>(count));
+      dot_rows(x.data(), rows.data(), stride, count, n, out.data(), isa);
+      const std::vector<float> y0 = random_vector(n, 7);
+      std::vector<float> y = y0, expected_y = y0;
+      axpy_rows(alpha.data(), rows.data(), stride, count, y.data(), n, isa);
+      for (int64_t r = 0; r < count; ++r) {
+        const float expected = dot(x.data(), rows.data() + r * stride, n, Isa::kScalar);
+        EXPECT_EQ(0, std::memcmp(&out[size_t(r)], &expected, sizeof(float))) << "dot n " << n << " row " << r;
+        axpy(alpha[size_t(r)], rows.data() + r * stride, expected_y.data(), n, Isa::kScalar);
+      }
+      EXPECT_EQ(0, std::memcmp(y.data(), expected_y.data(), size_t(n) * sizeof(float))) << "axpy n " << n;
+      EXPECT_EQ(y[size_t(n)], y0[size_t(n)]) << "axpy_rows wrote past n = " << n;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllPaths, OpsPaths, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                          [](const auto& param_info) { return std::string(isa_name(param_info.param)); });
 

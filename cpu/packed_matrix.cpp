@@ -23,7 +23,7 @@ int64_t round_up(int64_t value, int64_t multiple) {
 // Row `row` of the source, dequantised to f32 and zero-padded to `k_padded` values.
 void source_row(const WeightMatrix& w, int64_t row, int64_t k_padded, float* out) {
   std::fill(out, out + k_padded, 0.0f);
-  if (row < w.rows) weight_row(w, row, out, Isa::kScalar);
+  if (row < w.rows) weight_row(w, row, out, active_isa());  // every path decodes the same values
 }
 
 // FP8 codes and per-block scales of a BF16/F32 matrix: 128×128 blocks, scale = amax / 448,
@@ -33,7 +33,7 @@ void quantize_fp8_blocks(const WeightMatrix& w, std::vector<uint8_t>& codes, std
   const int64_t block = kGroupCols, row_blocks = (w.rows + block - 1) / block,
                 col_blocks = (w.cols + block - 1) / block;
   std::vector<float> values(size_t(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) weight_row(w, r, &values[size_t(r * w.cols)], Isa::kScalar);
+  for (int64_t r = 0; r < w.rows; ++r) weight_row(w, r, &values[size_t(r * w.cols)], active_isa());
   scales.assign(size_t(row_blocks * col_blocks), 0.0f);
   for (int64_t r = 0; r < w.rows; ++r)
     for (int64_t c = 0; c < w.cols; ++c) {

@@ -57,8 +57,15 @@ constexpr std::array<float, 256> make_e4m3_table() {
 
 constexpr std::array<float, 256> kE4M3Table = make_e4m3_table();
 
-// Rounds to the nearest integer, ties to even (the default FP environment's mode).
-float round_even(float value) { return std::nearbyint(value); }
+// Rounds to the nearest integer, ties to even (the default FP environment's mode). Adding and
+// subtracting 2^23 rounds exactly that way for |value| < 2^23 (larger floats are integers), in
+// two adds where the baseline ISA would call libm's nearbyintf for every weight of a pack.
+float round_even(float value) {
+  constexpr float kShift = 8388608.0f;  // 2^23
+  if (!(std::fabs(value) < kShift)) return value;
+  const float shift = std::copysign(kShift, value);
+  return std::copysign((value + shift) - shift, value);
+}
 
 template <int kQMax>
 float group_scale(std::span<const float> group) {

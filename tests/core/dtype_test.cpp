@@ -117,6 +117,27 @@ TEST(Int8, GroupQuantisationIsSymmetricAndBounded) {
   EXPECT_EQ(q[0], -127);
 }
 
+// Ties round to even, and every value rounds as std::nearbyint does (the engine's round_even
+// adds and subtracts 2^23 instead of calling libm).
+TEST(Int8, RoundsTiesToEvenLikeNearbyint) {
+  // scale = 127 / 127 = 1: q = RNE(value).
+  std::vector<float> values = {127.0f, 2.5f, 3.5f, -2.5f, -3.5f, 0.5f, -0.5f, 1.5f, 126.5f, -126.5f, 0.49999997f};
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-127.0f, 127.0f);
+  while (values.size() < 4096) values.push_back(uniform(rng));
+  std::vector<int8_t> q(values.size());
+  std::vector<float> scales(1);
+  quantize_int8(values, 4096, q, scales);
+  ASSERT_EQ(scales[0], 1.0f);
+  for (size_t i = 0; i < values.size(); ++i)
+    ASSERT_EQ(q[i], int8_t(std::nearbyint(values[i]))) << "value " << values[i];
+  EXPECT_EQ(q[1], 2);
+  EXPECT_EQ(q[2], 4);
+  EXPECT_EQ(q[3], -2);
+  EXPECT_EQ(q[4], -4);
+  EXPECT_EQ(q[5], 0);
+}
+
 TEST(Int4, PackedGroupQuantisationRoundTrips) {
   std::vector<float> values(256);
   std::mt19937 rng(3);

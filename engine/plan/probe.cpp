@@ -31,6 +31,9 @@
 #include "cpu/threads.h"
 #include "cpu/ops.h"
 #include "engine/core/error.h"
+#if HETMOE_HAVE_GPU
+#include "gpu/probe.h"
+#endif
 
 namespace hetmoe::plan {
 namespace {
@@ -472,6 +475,46 @@ DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_
   return result;
 }
 
+namespace {
+
+// gpus[] from gpu/probe.h when this build has the CUDA backend; otherwise a source line says why
+// the list is empty.
+void probe_gpus_into(HardwareProfile& p, const ProbeOptions& options) {
+  if (options.skip_gpu) {
+    p.source.push_back("GPU: not probed (--no-gpu); gpus is empty");
+    return;
+  }
+#if HETMOE_HAVE_GPU
+  if (options.progress) options.progress("GPUs (HBM copy, pinned host-to-device copy, cuBLASLt BF16/FP8 8192^3 GEMM)");
+  const gpu::GpuProbeResult result = gpu::probe_gpus(options.seconds_per_test);
+  for (const gpu::GpuMeasurement& m : result.gpus) {
+    GpuProfile g;
+    g.name = fmt::format("{} (sm_{}{})", m.name, m.sm_major, m.sm_minor);
+    g.memory_bytes = m.memory_bytes;
+    g.reserved_bytes = m.reserved_bytes;
+    g.hbm_bytes_per_second = m.hbm_bytes_per_second;
+    g.bf16_flops_per_second = m.bf16_flops_per_second;
+    g.fp8_flops_per_second = m.fp8_flops_per_second;
+    g.pcie_h2d_bytes_per_second = m.pcie_h2d_bytes_per_second;
+    g.launch_overhead_seconds = m.launch_overhead_seconds;
+    p.gpus.push_back(g);
+    for (const std::string& note : m.notes) p.source.push_back(fmt::format("GPU {}: {}", m.index, note));
+  }
+  if (result.gpus.empty()) {
+    p.source.push_back("GPU: " + result.status + "; gpus is empty");
+    return;
+  }
+  p.source.push_back("GPU: " + result.status +
+                     "; hbm = 2 x bytes / time of a 1 GiB device-to-device copy, pcie_h2d = 256 MiB pinned copies, "
+                     "bf16/fp8 = cuBLASLt 8192^3 TN GEMM with FP32 accumulation, launch = empty kernel + sync, "
+                     "reserved = total - free after context creation; best repetition of each");
+#else
+  p.source.push_back("GPU: not probed (this build has no CUDA backend); gpus is empty");
+#endif
+}
+
+}  // namespace
+
 HardwareProfile probe_machine(const ProbeOptions& options) {
   auto say = [&](const std::string& line) {
     if (options.progress) options.progress(line);
@@ -567,7 +610,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
     p.nvme.method = disk.method;
     p.source.push_back("disk: " + disk.method + " of a temporary file; bytes = free space there (not yet hetmoe's io_uring reader)");
   }
-  p.source.push_back("GPU: not probed (no GPU probe in this build); gpus is empty");
+  probe_gpus_into(p, options);
   return p;
 }
 

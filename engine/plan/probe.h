@@ -26,6 +26,7 @@ struct ProbeOptions {
   std::filesystem::path disk_directory = ".";  // where the disk test file goes
   uint64_t disk_test_bytes = uint64_t(1) << 30;
   bool skip_disk = false;
+  bool skip_gpu = false;  // builds without CUDA never probe GPUs
   double seconds_per_test = 1.0;  // lower bound on each measurement's duration
   // Time CPU measurements in process CPU seconds / threads instead of wall-clock seconds: on a
   // machine shared with other jobs this is the contention-free equivalent (exact at 1 thread).

@@ -1,4 +1,4 @@
-// hetmoe probe [-o FILE] [--dir PATH] [--disk-size SIZE] [--no-disk] [-t T]: measures this
+// hetmoe probe [-o FILE] [--dir PATH] [--disk-size SIZE] [--no-disk] [--no-gpu] [-t T]: measures this
 // machine into a hardware profile (engine/plan/probe.h says how; docs/PLANNER.md the schema).
 #include <cstdio>
 #include <fstream>
@@ -19,6 +19,7 @@ struct ProbeFlags {
   std::string directory = ".";
   std::string disk_size = "1GiB";
   bool no_disk = false;
+  bool no_gpu = false;
   bool cpu_time = false;
   double seconds = 1.0;
   int threads = 0;
@@ -29,6 +30,7 @@ void run_probe(const ProbeFlags& flags) {
   plan::ProbeOptions options;
   options.disk_directory = flags.directory;
   options.skip_disk = flags.no_disk;
+  options.skip_gpu = flags.no_gpu;
   options.seconds_per_test = flags.seconds;
   options.cpu_time = flags.cpu_time;
   const auto size = parse_byte_size(flags.disk_size);
@@ -60,6 +62,7 @@ void register_probe(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--disk-size", f->disk_size, "Size of the disk test file (default 1GiB)");
   cmd->add_flag("--no-disk", f->no_disk, "Skip the disk measurement");
+  cmd->add_flag("--no-gpu", f->no_gpu, "Skip the GPU measurements");
   cmd->add_flag("--cpu-time", f->cpu_time,
                 "Time CPU measurements in process CPU seconds / threads, median pass (a machine shared with other jobs)");
   cmd->add_option("--seconds", f->seconds, "Minimum duration of each measurement (default 1)")->check(CLI::Range(0.0, 600.0));

@@ -47,8 +47,9 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
   if (has_avx512(isa)) {
-    // A prompt takes 64-row passes over its tokens (linear_avx512.cpp); a decode step 16 rows.
-    const int64_t grain = tokens >= 8 ? 64 : 16;
+    // 64 rows per task: a prompt's pass over its tokens (linear_avx512.cpp), and for a decode
+    // step few enough tasks that permuting x for the FP8 chunk order costs < 1%.
+    const int64_t grain = 64;
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, grain),
                       [&](const tbb::blocked_range<int64_t>& range) {
                         kernels::linear_rows_avx512(w, x, tokens, range.begin(), range.end(), y);

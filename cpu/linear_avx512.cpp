@@ -35,6 +35,55 @@ inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
   }
 }
 
+// FP8 in 64-code chunks, as the packed kernels decode them (packed_gemm_avx512.cpp): the codes'
+// bits moved into fp16 lanes — even bytes of the 64 via a shift left, odd bytes in place — are
+// exactly value / 256, 11 vector ops per 64 codes instead of 6 per 16. The 4 vectors hold
+// columns k + {0,2,…,30}, {32,…,62}, {1,…,31}, {33,…,63}; x is permuted the same way once per
+// call (permute_x_fp8), so blk = Σ fma(w, x, blk) visits the same products in a fixed order.
+inline void decode_fp8_64(const uint8_t* codes, __m512& w0, __m512& w1, __m512& w2, __m512& w3) {
+  const __m512i v = _mm512_loadu_si512(codes);
+  const __m512i keep = _mm512_set1_epi16(int16_t(0xBF80));
+  const __m512i odd = _mm512_and_si512(_mm512_srai_epi16(v, 1), keep);
+  const __m512i even = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(v, 8), 1), keep);
+  w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(even));
+  w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(even, 1));
+  w2 = _mm512_cvtph_ps(_mm512_castsi512_si256(odd));
+  w3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(odd, 1));
+}
+
+// One token's x in the FP8 chunk order: each full 64-column chunk of a column block permuted as
+// decode_fp8_64's vectors, the block's last < 64 columns in order (they take the 16-wide path).
+void permute_x_fp8(const float* x, int64_t cols, int64_t block, float* out) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t b0 = 0; b0 < cols; b0 += block) {
+    const int64_t b1 = std::min(cols, b0 + block);
+    int64_t k = b0;
+    for (; k + 64 <= b1; k += 64) {
+      const __m512 a = _mm512_loadu_ps(x + k), b = _mm512_loadu_ps(x + k + 16);
+      const __m512 c = _mm512_loadu_ps(x + k + 32), d = _mm512_loadu_ps(x + k + 48);
+      _mm512_storeu_ps(out + k, _mm512_permutex2var_ps(a, even, b));
+      _mm512_storeu_ps(out + k + 16, _mm512_permutex2var_ps(c, even, d));
+      _mm512_storeu_ps(out + k + 32, _mm512_permutex2var_ps(a, odd, b));
+      _mm512_storeu_ps(out + k + 48, _mm512_permutex2var_ps(c, odd, d));
+    }
+    std::copy(x + k, x + b1, out + k);
+  }
+}
+
+// x of `tokens` rows for format F: FP8 permuted into a per-thread buffer, others as they are.
+template <WeightFormat F>
+const float* prepare_x(const WeightMatrix& w, const float* x, int64_t tokens) {
+  if constexpr (F != WeightFormat::kFP8Block) {
+    return x;
+  } else {
+    static thread_local std::vector<float> permuted;
+    permuted.resize(size_t(tokens * w.cols));
+    for (int64_t t = 0; t < tokens; ++t) permute_x_fp8(x + t * w.cols, w.cols, w.block, &permuted[size_t(t * w.cols)]);
+    return permuted.data();
+  }
+}
+
 // Rows [r, r + R) × tokens [t0, t0 + M): R·M independent FMA chains hide the FMA latency, one
 // decoded weight vector feeds M tokens and one x vector feeds R rows. The operations per
 // (row, token) are those of the header comment, whatever R and M.
@@ -53,7 +102,22 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
     __m512 blk[R][M];
     for (int i = 0; i < R; ++i)
       for (int t = 0; t < M; ++t) blk[i][t] = _mm512_setzero_ps();
-    for (int64_t k = b0; k < b1; k += 16) {
+    int64_t k = b0;
+    if constexpr (F == WeightFormat::kFP8Block) {
+      for (; k + 64 <= b1; k += 64)
+        for (int i = 0; i < R; ++i) {
+          __m512 w0, w1, w2, w3;
+          decode_fp8_64(row[i] + k, w0, w1, w2, w3);
+          for (int t = 0; t < M; ++t) {
+            const float* xk = x + (t0 + t) * cols + k;
+            blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xk), blk[i][t]);
+            blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xk + 16), blk[i][t]);
+            blk[i][t] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xk + 32), blk[i][t]);
+            blk[i][t] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xk + 48), blk[i][t]);
+          }
+        }
+    }
+    for (; k < b1; k += 16) {
       const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
       __m512 xv[M];
       for (int t = 0; t < M; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + (t0 + t) * cols + k);
@@ -85,9 +149,10 @@ void rows(const WeightMatrix& w, const float* x, int64_t t0, int64_t row_begin, 
 // Tiles of 16 rows (at most 16 × 7168 × 4 bytes, L2-resident) run over every token chunk of 4,
 // so a decode step or a short batch reads each weight from DRAM once.
 template <WeightFormat F>
-void run_decode(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+void run_decode(const WeightMatrix& w, const float* x_in, int64_t tokens, int64_t row_begin, int64_t row_end,
                 float* y) {
   constexpr int64_t kRowTile = 16;
+  const float* x = prepare_x<F>(w, x_in, tokens);
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowTile) {
     const int64_t r1 = std::min(row_end, r0 + kRowTile);
     for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
@@ -185,7 +250,7 @@ void tile_gemm_block(const float* wt, int64_t w_stride, int64_t nr, const float*
 }
 
 template <WeightFormat F>
-void run_prefill(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
+void run_prefill(const WeightMatrix& w, const float* x_in, int64_t tokens, int64_t row_begin, int64_t row_end,
                  float* y) {
   const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
   const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
@@ -200,13 +265,25 @@ void run_prefill(const WeightMatrix& w, const float* x, int64_t tokens, int64_t 
     const int64_t nr = std::min(row_end - r0, kRowBlock);
     for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
       const int64_t span = std::min(tokens - s0, kTokenSpan);
+      const float* xs = prepare_x<F>(w, x_in + s0 * cols, span);  // ≤ 96 rows per thread
       std::fill(totals, totals + kRowBlock * kTokenSpan * 16, 0.0f);
       float scale[kRowBlock];
       for (int64_t b0 = 0; b0 < cols; b0 += block) {
         const int64_t b1 = std::min(cols, b0 + block);
         for (int64_t i = 0; i < nr; ++i) {
           const void* row = static_cast<const uint8_t*>(w.data) + (r0 + i) * cols * element;
-          for (int64_t k = b0; k < b1; k += 16) {
+          int64_t k = b0;
+          if constexpr (F == WeightFormat::kFP8Block)
+            for (; k + 64 <= b1; k += 64) {
+              __m512 w0, w1, w2, w3;
+              decode_fp8_64(static_cast<const uint8_t*>(row) + k, w0, w1, w2, w3);
+              float* dst = wt + i * w_stride + (k - b0);
+              _mm512_store_ps(dst, w0);
+              _mm512_store_ps(dst + 16, w1);
+              _mm512_store_ps(dst + 32, w2);
+              _mm512_store_ps(dst + 48, w3);
+            }
+          for (; k < b1; k += 16) {
             const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
             _mm512_store_ps(wt + i * w_stride + (k - b0), load_weights<F>(row, k, mask));
           }
@@ -214,7 +291,7 @@ void run_prefill(const WeightMatrix& w, const float* x, int64_t tokens, int64_t 
           if constexpr (F == WeightFormat::kFP8Block)
             scale[i] = w.scale_inv[((r0 + i) / block) * scale_cols + b0 / block] * 256.0f;
         }
-        tile_gemm_block(wt, w_stride, nr, x + s0 * cols, cols, b0, b1, span, scale, totals);
+        tile_gemm_block(wt, w_stride, nr, xs, cols, b0, b1, span, scale, totals);
       }
       for (int64_t i = 0; i < nr; ++i)
         for (int64_t t = 0; t < span; ++t)

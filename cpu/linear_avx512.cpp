@@ -266,7 +266,8 @@ void run_prefill(const WeightMatrix& w, const float* x_in, int64_t tokens, int64
     for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
       const int64_t span = std::min(tokens - s0, kTokenSpan);
       const float* xs = prepare_x<F>(w, x_in + s0 * cols, span);  // ≤ 96 rows per thread
-      std::fill(totals, totals + kRowBlock * kTokenSpan * 16, 0.0f);
+      for (int64_t i = 0; i < nr; ++i)  // only the lanes this pass uses (small matrices, short spans)
+        std::fill(totals + i * kTokenSpan * 16, totals + (i * kTokenSpan + span) * 16, 0.0f);
       float scale[kRowBlock];
       for (int64_t b0 = 0; b0 < cols; b0 += block) {
         const int64_t b1 = std::min(cols, b0 + block);

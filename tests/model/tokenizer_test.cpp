@@ -3,6 +3,7 @@
 #include "engine/model/tokenizer.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -290,7 +291,9 @@ json minimal_tokenizer() {
 void expect_load_error(const json& tokenizer, const std::string& phrase,
                        const std::string& config_text = "") {
   static int counter = 0;
-  const fs::path dir = fs::path(testing::TempDir()) / ("hetmoe_tokenizer_" + std::to_string(++counter));
+  // The process id keeps ctest's parallel processes (each counting from 1) out of each other's folder.
+  const fs::path dir = fs::path(testing::TempDir()) /
+                       ("hetmoe_tokenizer_" + std::to_string(::getpid()) + "_" + std::to_string(++counter));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
   if (!config_text.empty()) std::ofstream(dir / "tokenizer_config.json") << config_text;
@@ -314,7 +317,7 @@ TEST(TokenizerErrors, MinimalTokenizerLoads) {
 }
 
 TEST(TokenizerErrors, MissingFileOrInvalidJson) {
-  const fs::path dir = fs::path(testing::TempDir()) / "hetmoe_tokenizer_missing";
+  const fs::path dir = fs::path(testing::TempDir()) / ("hetmoe_tokenizer_missing_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   try {
     Tokenizer::load(dir);

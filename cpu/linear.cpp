@@ -46,16 +46,7 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 }
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
-  if (has_avx512(isa)) {
-    // 64 rows per task: a prompt's pass over its tokens (linear_avx512.cpp), and for a decode
-    // step few enough tasks that permuting x for the FP8 chunk order costs < 1%.
-    const int64_t grain = 64;
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, grain),
-                      [&](const tbb::blocked_range<int64_t>& range) {
-                        kernels::linear_rows_avx512(w, x, tokens, range.begin(), range.end(), y);
-                      });
-    return;
-  }
+  if (has_avx512(isa)) return kernels::linear_avx512(w, x, tokens, y);
   // Rows are dequantised once into a per-task buffer and dotted with every token, so each
   // weight byte is read once per call whatever the token count.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16), [&](const tbb::blocked_range<int64_t>& range) {

@@ -37,9 +37,8 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa);
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa);
 
 namespace kernels {
-// Rows [row_begin, row_end) of y (f32 [tokens, w.rows]) on AVX-512 (F, BW, VL, F16C).
-void linear_rows_avx512(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin,
-                        int64_t row_end, float* y);
+// y = W x on AVX-512 (F, BW, VL, F16C), over the caller's TBB arena.
+void linear_avx512(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 }  // namespace kernels
 
 }  // namespace hetmoe::cpu

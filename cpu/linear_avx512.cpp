@@ -14,6 +14,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "cpu/fp8_avx512.h"
 #include "cpu/linear.h"
 
 namespace hetmoe::cpu::kernels {
@@ -35,21 +39,9 @@ inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
   }
 }
 
-// FP8 in 64-code chunks, as the packed kernels decode them (packed_gemm_avx512.cpp): the codes'
-// bits moved into fp16 lanes — even bytes of the 64 via a shift left, odd bytes in place — are
-// exactly value / 256, 11 vector ops per 64 codes instead of 6 per 16. The 4 vectors hold
-// columns k + {0,2,…,30}, {32,…,62}, {1,…,31}, {33,…,63}; x is permuted the same way once per
-// call (permute_x_fp8), so blk = Σ fma(w, x, blk) visits the same products in a fixed order.
-inline void decode_fp8_64(const uint8_t* codes, __m512& w0, __m512& w1, __m512& w2, __m512& w3) {
-  const __m512i v = _mm512_loadu_si512(codes);
-  const __m512i keep = _mm512_set1_epi16(int16_t(0xBF80));
-  const __m512i odd = _mm512_and_si512(_mm512_srai_epi16(v, 1), keep);
-  const __m512i even = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(v, 8), 1), keep);
-  w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(even));
-  w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(even, 1));
-  w2 = _mm512_cvtph_ps(_mm512_castsi512_si256(odd));
-  w3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(odd, 1));
-}
+// FP8 rows are decoded 64 codes at a time (decode_fp8_64, cpu/fp8_avx512.h: 11 vector ops per 64
+// codes instead of 6 per 16). Its vectors hold the columns in an even/odd order, so x is permuted
+// the same way (permute_x_fp8) and blk = Σ fma(w, x, blk) visits the same products in a fixed order.
 
 // One token's x in the FP8 chunk order: each full 64-column chunk of a column block permuted as
 // decode_fp8_64's vectors, the block's last < 64 columns in order (they take the 16-wide path).
@@ -71,17 +63,9 @@ void permute_x_fp8(const float* x, int64_t cols, int64_t block, float* out) {
   }
 }
 
-// x of `tokens` rows for format F: FP8 permuted into a per-thread buffer, others as they are.
-template <WeightFormat F>
-const float* prepare_x(const WeightMatrix& w, const float* x, int64_t tokens) {
-  if constexpr (F != WeightFormat::kFP8Block) {
-    return x;
-  } else {
-    static thread_local std::vector<float> permuted;
-    permuted.resize(size_t(tokens * w.cols));
-    for (int64_t t = 0; t < tokens; ++t) permute_x_fp8(x + t * w.cols, w.cols, w.block, &permuted[size_t(t * w.cols)]);
-    return permuted.data();
-  }
+// x of `tokens` rows in the kernel's order into `out` (FP8: permuted; other formats never call it).
+void permute_x_rows(const WeightMatrix& w, const float* x, int64_t tokens, float* out) {
+  for (int64_t t = 0; t < tokens; ++t) permute_x_fp8(x + t * w.cols, w.cols, w.block, out + t * w.cols);
 }
 
 // Rows [r, r + R) × tokens [t0, t0 + M): R·M independent FMA chains hide the FMA latency, one
@@ -149,10 +133,9 @@ void rows(const WeightMatrix& w, const float* x, int64_t t0, int64_t row_begin, 
 // Tiles of 16 rows (at most 16 × 7168 × 4 bytes, L2-resident) run over every token chunk of 4,
 // so a decode step or a short batch reads each weight from DRAM once.
 template <WeightFormat F>
-void run_decode(const WeightMatrix& w, const float* x_in, int64_t tokens, int64_t row_begin, int64_t row_end,
+void run_decode(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
                 float* y) {
   constexpr int64_t kRowTile = 16;
-  const float* x = prepare_x<F>(w, x_in, tokens);
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowTile) {
     const int64_t r1 = std::min(row_end, r0 + kRowTile);
     for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
@@ -191,6 +174,7 @@ constexpr int64_t kTokenSpan = 96;  // tokens per pass (lane totals: 64 × 96 ×
 struct PrefillScratch {
   std::vector<float> weights;  // [kRowBlock rows][block, rounded up to 16]
   std::vector<float> totals;   // [kRowBlock rows][kTokenSpan][16 lanes]
+  std::vector<float> x;        // FP8: one span's x in the chunk order
 };
 
 template <int R, int M>
@@ -265,7 +249,13 @@ void run_prefill(const WeightMatrix& w, const float* x_in, int64_t tokens, int64
     const int64_t nr = std::min(row_end - r0, kRowBlock);
     for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
       const int64_t span = std::min(tokens - s0, kTokenSpan);
-      const float* xs = prepare_x<F>(w, x_in + s0 * cols, span);  // ≤ 96 rows per thread
+      // FP8: this span's x in the chunk order, per thread (≤ 96 rows: the DRAM budget counts it).
+      const float* xs = x_in + s0 * cols;
+      if constexpr (F == WeightFormat::kFP8Block) {
+        scratch.x.resize(size_t(span * cols));
+        permute_x_rows(w, xs, span, scratch.x.data());
+        xs = scratch.x.data();
+      }
       for (int64_t i = 0; i < nr; ++i)  // only the lanes this pass uses (small matrices, short spans)
         std::fill(totals + i * kTokenSpan * 16, totals + (i * kTokenSpan + span) * 16, 0.0f);
       float scale[kRowBlock];
@@ -314,17 +304,32 @@ void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begi
   }
 }
 
+// Decode steps (< 8 tokens) permute x once here for all row tasks; a prompt's row tasks each
+// permute one 96-token span at a time (a whole prompt's copy could be tens of MB).
+template <WeightFormat F>
+void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
+  std::vector<float> permuted;
+  if (F == WeightFormat::kFP8Block && tokens < kPrefillMinTokens) {
+    permuted.resize(size_t(tokens * w.cols));
+    permute_x_rows(w, x, tokens, permuted.data());
+    x = permuted.data();
+  }
+  // 64 rows per task: a prompt's pass over its tokens; for a decode step, few enough tasks.
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {
+    run<F>(w, x, tokens, range.begin(), range.end(), y);
+  });
+}
+
 }  // namespace
 
-void linear_rows_avx512(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin,
-                        int64_t row_end, float* y) {
+void linear_avx512(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
   switch (w.format) {
     case WeightFormat::kFP8Block:
-      return run<WeightFormat::kFP8Block>(w, x, tokens, row_begin, row_end, y);
+      return run_all<WeightFormat::kFP8Block>(w, x, tokens, y);
     case WeightFormat::kBF16:
-      return run<WeightFormat::kBF16>(w, x, tokens, row_begin, row_end, y);
+      return run_all<WeightFormat::kBF16>(w, x, tokens, y);
     case WeightFormat::kF32:
-      return run<WeightFormat::kF32>(w, x, tokens, row_begin, row_end, y);
+      return run_all<WeightFormat::kF32>(w, x, tokens, y);
   }
 }
 

@@ -35,9 +35,10 @@ void axpy_portable(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] + alpha * x[i];
 }
 
-bool use_avx512() {
-  static const bool avx512 = has_avx512(active_isa());
-  return avx512;
+// The path of the calls without an Isa, chosen once.
+Isa default_isa() {
+  static const Isa isa = has_avx512(active_isa()) ? Isa::kAvx512 : Isa::kScalar;
+  return isa;
 }
 
 }  // namespace
@@ -51,15 +52,6 @@ void axpy(float alpha, const float* x, float* y, int64_t n, Isa isa) {
   axpy_portable(alpha, x, y, n);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  return use_avx512() ? kernels::dot_avx512(a, b, n) : dot_portable(a, b, n);
-}
-
-void axpy(float alpha, const float* x, float* y, int64_t n) {
-  if (use_avx512()) return kernels::axpy_avx512(alpha, x, y, n);
-  axpy_portable(alpha, x, y, n);
-}
-
 void axpy_rows(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n, Isa isa) {
   if (has_avx512(isa)) return kernels::axpy_rows_avx512(alpha, rows, stride, count, y, n);
   for (int64_t r = 0; r < count; ++r) axpy_portable(alpha[r], rows + r * stride, y, n);
@@ -70,12 +62,16 @@ void dot_rows(const float* x, const float* rows, int64_t stride, int64_t count, 
   for (int64_t r = 0; r < count; ++r) out[r] = dot_portable(x, rows + r * stride, n);
 }
 
+float dot(const float* a, const float* b, int64_t n) { return dot(a, b, n, default_isa()); }
+
+void axpy(float alpha, const float* x, float* y, int64_t n) { axpy(alpha, x, y, n, default_isa()); }
+
 void axpy_rows(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n) {
-  axpy_rows(alpha, rows, stride, count, y, n, use_avx512() ? Isa::kAvx512 : Isa::kScalar);
+  axpy_rows(alpha, rows, stride, count, y, n, default_isa());
 }
 
 void dot_rows(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out) {
-  dot_rows(x, rows, stride, count, n, out, use_avx512() ? Isa::kAvx512 : Isa::kScalar);
+  dot_rows(x, rows, stride, count, n, out, default_isa());
 }
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {

@@ -15,23 +15,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/fp8_avx512.h"
 #include "cpu/packed_gemm.h"
 
 namespace hetmoe::cpu::kernels {
 namespace {
 
 using Format = PackedFormat;
-
-inline void decode_fp8_chunk(const uint8_t* codes, __m512& w0, __m512& w1, __m512& w2, __m512& w3) {
-  const __m512i v = _mm512_load_si512(codes);
-  const __m512i keep = _mm512_set1_epi16(int16_t(0xBF80));  // sign + 7 magnitude bits of the fp16
-  const __m512i odd = _mm512_and_si512(_mm512_srai_epi16(v, 1), keep);
-  const __m512i even = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(v, 8), 1), keep);
-  w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(even));
-  w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(even, 1));
-  w2 = _mm512_cvtph_ps(_mm512_castsi512_si256(odd));
-  w3 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(odd, 1));
-}
 
 // 64 bytes = 16 rows × bf16 pair (k, k+1) -> two vectors of 16 rows.
 inline void decode_bf16_chunk(const uint8_t* values, __m512& w0, __m512& w1) {
@@ -113,7 +103,7 @@ void decode_block(const Ctx& c, int64_t p0, int64_t t0) {
           for (int i = 0; i < P; ++i) {
             prefetch(w[i] + ch * 64);
             __m512 w0, w1, w2, w3;
-            decode_fp8_chunk(w[i] + ch * 64, w0, w1, w2, w3);
+            decode_fp8_64(w[i] + ch * 64, w0, w1, w2, w3);
             for (int t = 0; t < M; ++t) {
               const float* xk = x[t] + 4 * ch;
               blk[i][t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(xk[0]), blk[i][t]);
@@ -303,7 +293,7 @@ void prepare_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
       u.scale[i] = _mm512_set1_ps(c.fp8_scale(u.p0 + i, g));
       for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
         __m512 w0, w1, w2, w3;
-        decode_fp8_chunk(w + ch * 64, w0, w1, w2, w3);
+        decode_fp8_64(w + ch * 64, w0, w1, w2, w3);
         float* dst = u.tile + 4 * ch * 32 + 16 * i;
         _mm512_store_ps(dst, w0);
         _mm512_store_ps(dst + 32, w1);

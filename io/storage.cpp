@@ -73,6 +73,25 @@ void Storage::pump() {
   }
 }
 
+uint64_t Storage::cancel_queued(uint64_t tag) {
+  uint64_t removed = 0;
+  ReadOp* kept_tail = nullptr;
+  for (ReadOp** link = &queue_head_; *link != nullptr;) {
+    ReadOp* op = *link;
+    if (op->tag == tag) {
+      *link = op->next;
+      op->next = nullptr;
+      ++removed;
+    } else {
+      kept_tail = op;
+      link = &op->next;
+    }
+  }
+  queue_tail_ = kept_tail;
+  in_flight_ -= removed;
+  return removed;
+}
+
 void Storage::flush() {
   pump();
   device_flush();

@@ -80,6 +80,10 @@ class Storage {
   ReadOp* wait(bool block);
   // Ops submitted and not yet returned by wait().
   uint64_t in_flight() const { return in_flight_; }
+  // Withdraws the ops tagged `tag` that wait for a device slot (queued, or requeued after a
+  // short read); wait() never returns them. Ops in the device are left to complete. Returns
+  // how many were withdrawn.
+  uint64_t cancel_queued(uint64_t tag);
 
  protected:
   Storage(std::string path, uint64_t size_bytes, uint64_t alignment, uint32_t device_slots)

@@ -119,7 +119,7 @@ ExpertCache::Slot* ExpertCache::acquire(ExpertKey key) {
       chosen = &slot;
       break;
     }
-    if (slot.state != State::kReady || slot.pinned || slot.users > 0 || slot.prefetched) continue;
+    if (slot.state != State::kReady || slot.pinned || slot.users > 0 || slot.prefetched || slot.unchecked) continue;
     const double score = policy_.eviction_score(slot.key);
     if (score > worst) {
       worst = score;
@@ -140,11 +140,18 @@ ExpertCache::Slot* ExpertCache::acquire(ExpertKey key) {
   return chosen;
 }
 
+void ExpertCache::detach(Slot* slot) {
+  if (slot->key.layer >= 0) slot_of_[index(slot->key)] = -1;
+  slot->key = {};
+  slot->prefetched = false;
+  slot->discard = true;
+}
+
 void ExpertCache::forget(Slot* slot) {
-  if (slot->state != State::kEmpty) slot_of_[index(slot->key)] = -1;
+  if (slot->state != State::kEmpty && slot->key.layer >= 0) slot_of_[index(slot->key)] = -1;
   slot->state = State::kEmpty;
   slot->key = {};
-  slot->pinned = slot->prefetched = false;
+  slot->pinned = slot->prefetched = slot->discard = slot->unchecked = false;
   slot->users = slot->reads_left = 0;
 }
 

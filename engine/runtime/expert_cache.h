@@ -72,6 +72,8 @@ class ExpertCache {
     State state = State::kEmpty;
     bool pinned = false;      // plan-hot: loaded at start, never evicted
     bool prefetched = false;  // loaded by prefetch and not used yet
+    bool discard = false;     // a cancelled prefetch: forgotten once its last read is in
+    bool unchecked = false;   // arrived, checksum not checked yet: not evictable
     int32_t users = 0;        // tasks of the running layer that still need it
     int32_t reads_left = 0;   // chunk reads in flight
   };
@@ -81,11 +83,15 @@ class ExpertCache {
 
   Slot* find(ExpertKey key);
   // A slot for `key` (not cached): an empty one, else the policy's victim among slots that are
-  // ready, unpinned, unused by the running layer and not waiting for their prefetched layer.
+  // ready, checked, unpinned, unused by the running layer and not waiting for their prefetched
+  // layer.
   // nullptr when every slot is busy. The slot comes back kLoading with `key`.
   Slot* acquire(ExpertKey key);
   // Marks `slot` as holding nothing (a failed or abandoned read).
   void forget(Slot* slot);
+  // Unlists a loading slot whose record is no longer wanted: find() no longer returns it and
+  // it is not acquirable until forget(), once the reads still in the device are in.
+  void detach(Slot* slot);
 
   CachePolicy& policy() { return policy_; }
   std::span<Slot> slots() { return slots_; }

@@ -131,6 +131,8 @@ StreamingExperts::StreamingExperts(const ModelWeights& weights, std::unique_ptr<
   }
   try {
     while (io::ReadOp* op = storage_->wait(true)) complete(op);
+    while (verify_one()) {
+    }
   } catch (...) {
     abandon();
     throw;
@@ -157,22 +159,61 @@ void StreamingExperts::start_reads(Slot* slot) {
 
 int64_t StreamingExperts::complete(io::ReadOp* op) {
   Slot& slot = cache_->slots()[size_t(op->tag)];
+  if (slot.discard) {
+    // A cancelled prefetch: its data is not wanted, so neither is a failure of its read (the
+    // record is read again, and checked, if a layer needs it).
+    stats_.bytes_read += op->done;
+    if (--slot.reads_left == 0) cache_->forget(&slot);
+    return -1;
+  }
   const io::RecordEntry* entry = index_.find(slot.key.layer, slot.key.expert);
   if (op->error != 0)
     throw Error(io::describe_read_error(*storage_, *op) + " while reading " +
                 io::describe_record(index_.path(), *entry));
   stats_.bytes_read += op->done;
   if (--slot.reads_left > 0) return -1;
-  uint8_t& verified =
+  const uint8_t verified =
       verified_[size_t(slot.key.layer) * size_t(weights_.config.n_routed_experts) + size_t(slot.key.expert)];
   if (options_.verify == Verify::kAlways || (options_.verify == Verify::kFirstRead && !verified)) {
-    index_.verify(*entry, slot.data);
-    verified = 1;
-    ++stats_.records_verified;
+    slot.unchecked = true;
+    unverified_.push_back({&slot, slot.key});
   }
   slot.state = ExpertCache::State::kReady;
   ++stats_.records_read;
   return task_of_slot_[size_t(op->tag)];
+}
+
+bool StreamingExperts::verify_one() {
+  while (!unverified_.empty()) {
+    const auto [slot, key] = unverified_.front();
+    unverified_.pop_front();
+    // Evicted (or forgotten) before it was checked: it was never computed with.
+    if (!(slot->key == key) || !slot->unchecked) continue;
+    try {
+      index_.verify(*index_.find(key.layer, key.expert), slot->data);
+    } catch (...) {
+      cache_->forget(slot);  // the next use reads it again
+      throw;
+    }
+    slot->unchecked = false;
+    verified_[size_t(key.layer) * size_t(weights_.config.n_routed_experts) + size_t(key.expert)] = 1;
+    ++stats_.records_verified;
+    return true;
+  }
+  return false;
+}
+
+void StreamingExperts::cancel_prefetch(Slot* slot) {
+  if (slot->state != ExpertCache::State::kLoading) return;
+  const uint64_t withdrawn = storage_->cancel_queued(uint64_t(slot_index(slot)));
+  if (withdrawn == 0) return;
+  ++stats_.prefetch_cancelled;
+  slot->reads_left -= int32_t(withdrawn);
+  if (slot->reads_left == 0) {
+    cache_->forget(slot);
+  } else {
+    cache_->detach(slot);
+  }
 }
 
 void StreamingExperts::abandon() {
@@ -186,6 +227,10 @@ void StreamingExperts::abandon() {
   }
   prefetched_.clear();
   std::fill(task_of_slot_.begin(), task_of_slot_.end(), -1);
+  // Records that arrived but were never checked: forgotten, so nothing unchecked is used.
+  for (const auto& [slot, key] : unverified_)
+    if (slot->key == key) cache_->forget(slot);
+  unverified_.clear();
 }
 
 void StreamingExperts::compute(int64_t layer, std::span<const ExpertTask> tasks,
@@ -223,10 +268,16 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
   }
   std::vector<uint8_t> needed(size_t(weights_.config.n_routed_experts), 0);
   for (const ExpertTask& task : tasks) needed[size_t(task.expert)] = 1;
+  // Mispredicted records still being read give their place in the drive's queue to this
+  // layer's misses; the others become ordinary cached experts.
   std::erase_if(prefetched_, [&](const Slot* slot) {
     if (slot->key.layer != layer) return false;
-    if (!needed[size_t(slot->key.expert)]) ++stats_.prefetch_wasted;
-    const_cast<Slot*>(slot)->prefetched = false;  // an ordinary cached expert from now on
+    Slot* s = const_cast<Slot*>(slot);
+    s->prefetched = false;
+    if (!needed[size_t(slot->key.expert)]) {
+      ++stats_.prefetch_wasted;
+      if (options_.cancel_mispredicted) cancel_prefetch(s);
+    }
     return true;
   });
 
@@ -290,7 +341,12 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
           task_of_slot_[size_t(slot_index(slot))] = -1;
         }
         remaining -= batch.size();
-        if (!missing.empty()) issue_missing();  // freed slots take the next reads
+        if (!missing.empty()) {
+          // Freed slots take the next reads, once what they held is checked.
+          while (verify_one()) {
+          }
+          issue_missing();
+        }
         continue;
       }
       if (storage_->in_flight() == 0) {
@@ -298,11 +354,15 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
         // later layers. Release them and try again.
         for (const Slot* slot : prefetched_) const_cast<Slot*>(slot)->prefetched = false;
         prefetched_.clear();
+        while (verify_one()) {
+        }
         issue_missing();
         check(storage_->in_flight() > 0, "expert cache deadlock: no slot can take layer " +
                                              std::to_string(layer) + "'s experts (all pinned?)");
         continue;
       }
+      // Idle until a read lands: check an arrived record meanwhile.
+      if (verify_one()) continue;
       const auto wait_start = Clock::now();
       io::ReadOp* op = storage_->wait(true);
       stats_.io_wait_seconds += seconds(wait_start);
@@ -310,6 +370,9 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
         const int64_t task = complete(op);
         if (task >= 0) ready.push_back(task);
       }
+    }
+    // Every record this layer computed with is checked before its outputs are used.
+    while (verify_one()) {
     }
   } catch (...) {
     abandon();

@@ -6,12 +6,14 @@
 //      reads for the missing ones go out at once, each record as `read_block_bytes` reads
 //      straight into its cache slot (O_DIRECT, no staging copy);
 //   2. the CPU computes the resident experts while those reads are in flight, polling for
-//      completions between experts, and computes each streamed expert as its last read lands
-//      (after its XXH3-64 is checked);
+//      completions between experts, and computes each streamed expert as its last read lands;
+//      arrived records have their XXH3-64 checked while the CPU would otherwise wait for the
+//      drive, and always before run() returns (so a corrupt record never reaches the output);
 //   3. when the layer needs more experts than the cache has free slots, slots freed by computed
 //      experts take the next reads (so even a one-slot cache works, slowly).
 // prefetch(layer, experts) — called by Model with layer+1's gate applied to this layer's
-// output — reads the predicted experts early, into slots protected until that layer runs.
+// output — reads the predicted experts early, into slots protected until that layer runs;
+// when the layer's router then rejects one, its reads still queued are withdrawn.
 //
 // Each task writes its own output and Model combines them in a fixed order, so results are
 // bitwise those of the resident model whatever the cache, the timing or the backend.
@@ -20,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -46,6 +49,7 @@ struct StreamingOptions {
   CachePolicyKind policy = CachePolicyKind::kNextUse;
   std::vector<ExpertKey> hot;           // plan-hot experts: loaded at start, never evicted
   bool prefetch = true;                 // ask Model for next-layer predictions
+  bool cancel_mispredicted = true;      // withdraw queued reads of predictions the router rejects
   uint64_t read_block_bytes = 1 << 20;  // one record = reads of this size (the I/O block size)
   Verify verify = Verify::kFirstRead;
   cpu::ThreadOptions threads;  // the expert kernels' arena (packed formats)
@@ -61,6 +65,7 @@ struct StreamingStats {
   uint64_t records_verified = 0;         // ... whose checksum was checked
   uint64_t prefetch_reads = 0;           // records read because of a prediction
   uint64_t prefetch_wasted = 0;          // ... that their layer then did not use
+  uint64_t prefetch_cancelled = 0;       // ... of those, whose queued reads were withdrawn
   uint64_t predicted_needed = 0;         // experts a layer needed that had been predicted for it
   uint64_t needed_after_prediction = 0;  // experts needed by layers that had a prediction
   double io_wait_seconds = 0;            // the CPU blocked waiting for a read
@@ -116,6 +121,12 @@ class StreamingExperts final : public ExpertSource {
   void start_reads(Slot* slot);
   // Handles one completed read; returns the task index that became computable, or -1.
   int64_t complete(io::ReadOp* op);
+  // A prefetched expert its layer does not need: withdraws the record's reads still queued;
+  // the slot is free at once, or when the reads already in the device are in.
+  void cancel_prefetch(Slot* slot);
+  // Checks the checksum of the oldest arrived record still unchecked; false when none is left.
+  // Throws hetmoe::Error (and forgets the slot) on a mismatch.
+  bool verify_one();
   // After a failure: waits for every read in flight and forgets the slots they were filling.
   void abandon();
   // Computes tasks[i] for every i in `batch` (their experts are ready) in one kernel call.
@@ -134,6 +145,7 @@ class StreamingExperts final : public ExpertSource {
   std::vector<uint8_t> has_prediction_;          // [layer]
   std::vector<const Slot*> prefetched_;          // slots read by a prediction, not yet judged
   std::vector<uint8_t> verified_;                // [layer * experts + expert]: checksum passed once
+  std::deque<std::pair<Slot*, ExpertKey>> unverified_;  // arrived, checksum not checked yet
   StreamingStats stats_;
   cpu::CpuThreads threads_;
   cpu::ExpertFfnRunner runner_;

@@ -196,6 +196,49 @@ TEST(FakeStorage, NonBlockingWaitSeesReadsInFlight) {
   EXPECT_EQ(storage.wait(true), nullptr);  // nothing left: never blocks
 }
 
+// Tags 0..3 round-robin over 64 reads, 4 device slots: cancelling tag 2 after submission
+// withdraws exactly its queued reads; every other read completes with the file's bytes.
+void cancel_one_tag(Storage& storage, const std::vector<uint8_t>& content) {
+  constexpr uint64_t kChunk = 4096;
+  AlignedBuffer buffer(64 * kChunk);
+  std::vector<ReadOp> ops(64);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ops[i] = {.offset = i * kChunk, .length = kChunk, .buffer = buffer.data() + i * kChunk, .tag = i % 4};
+    storage.submit(&ops[i]);
+  }
+  const uint64_t removed = storage.cancel_queued(2);
+  EXPECT_GE(removed, 12u);  // at most 4 of tag 2's 16 reads can be in the device
+  EXPECT_LE(removed, 16u);
+  EXPECT_EQ(storage.in_flight(), 64u - removed);
+  std::vector<int> returned(ops.size(), 0);
+  while (ReadOp* op = storage.wait(true)) {
+    EXPECT_EQ(op->error, 0) << describe_read_error(storage, *op);
+    const size_t i = size_t(op - ops.data());
+    ++returned[i];
+    EXPECT_EQ(0, std::memcmp(op->buffer, content.data() + op->offset, kChunk)) << i;
+  }
+  uint64_t total = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (i % 4 != 2) EXPECT_EQ(returned[i], 1) << i;
+    total += uint64_t(returned[i]);
+  }
+  EXPECT_EQ(total, 48u + (16u - removed));
+  EXPECT_EQ(storage.in_flight(), 0u);
+  EXPECT_EQ(storage.cancel_queued(2), 0u);  // nothing left to withdraw
+}
+
+TEST(FakeStorage, CancelWithdrawsOnlyQueuedReadsOfTheTag) {
+  const auto bytes = random_bytes(64 * 4096);
+  FakeStorage storage("fake", bytes, {.device_slots = 4, .seed = 3});
+  cancel_one_tag(storage, bytes);
+}
+
+TEST(Storage, IoUringCancelWithdrawsOnlyQueuedReadsOfTheTag) {
+  TempFile file(64 * 4096);
+  auto storage = open_storage(file.path(), {.backend = StorageBackend::kUring, .queue_depth = 4, .quiet = true});
+  cancel_one_tag(*storage, file.content());
+}
+
 TEST(Storage, LikelyCausesNameTheKnobs) {
   EXPECT_NE(likely_cause(EPERM, true).find("io_uring_disabled"), std::string::npos);
   EXPECT_NE(likely_cause(EPERM, true).find("seccomp"), std::string::npos);

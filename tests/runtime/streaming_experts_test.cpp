@@ -207,6 +207,28 @@ TEST(Streaming, IoUringForcedOffGivesTheSameLogits) {
   expect_bitwise_equal(run_logits(model), resident_logits());
 }
 
+TEST(Streaming, CancelledMispredictionsGiveTheSameLogitsWithFewerBytes) {
+  // A slow fake device (2 reads at a time, small reads) keeps most prefetch reads queued when
+  // the router runs, so the mispredicted ones are withdrawn; some are half in the device.
+  Model model(load_model_weights(fixture().model_dir));
+  const int64_t slots = std::max<int64_t>(2, total_experts(model.config()) / 4);
+  StreamingStats stats[2];
+  for (const bool cancel : {false, true}) {
+    MemoryBudget budget(0);
+    StreamingExperts source(
+        model.weights(), io::FakeStorage::from_file(fixture().store, {.device_slots = 2, .seed = 5}), budget,
+        {.cache_slots = slots, .prefetch = true, .cancel_mispredicted = cancel, .read_block_bytes = 4096});
+    model.set_expert_source(&source);
+    expect_bitwise_equal(run_logits(model), resident_logits());
+    stats[cancel] = source.stats();
+  }
+  EXPECT_EQ(stats[0].prefetch_cancelled, 0u);
+  EXPECT_GT(stats[0].prefetch_wasted, 0u);
+  EXPECT_GT(stats[1].prefetch_cancelled, 0u);
+  EXPECT_LE(stats[1].prefetch_cancelled, stats[1].prefetch_wasted);
+  EXPECT_LT(stats[1].bytes_read, stats[0].bytes_read);
+}
+
 TEST(Streaming, HotExpertsFromAListOrAPlanFile) {
   const ModelConfig config = preset_model_config("tiny");  // layers 1, 2 are MoE
   const fs::path list = fixture().root / "hot.json", plan = fixture().root / "plan.json",
@@ -250,6 +272,24 @@ TEST(StreamingFaults, CorruptRecordNamesTheRecord) {
   EXPECT_NE(text.find("layer 1, expert"), std::string::npos) << text;
   // Still usable, still failing the same way: nothing left hanging.
   EXPECT_NE(error_of([&] { run_logits(model); }).find("checksum mismatch"), std::string::npos);
+}
+
+TEST(StreamingFaults, ACorruptRecordIsNotKeptInTheCache) {
+  // Checksums are checked while the CPU waits for the drive, after the expert may have been
+  // computed: the layer still fails before its outputs are used, and the record is dropped,
+  // so once the bytes are right again the next run reads it afresh and matches.
+  Model model(load_model_weights(fixture().model_dir));
+  MemoryBudget budget(0);
+  auto storage = io::FakeStorage::from_file(fixture().store);
+  auto* fake = storage.get();
+  const io::StoreIndex index = io::StoreIndex::read(*storage);
+  const uint64_t at = index.records()[3].offset + 100;
+  fake->bytes()[at] ^= 0x40;
+  StreamingExperts source(model.weights(), std::move(storage), budget, {.cache_slots = 12});
+  model.set_expert_source(&source);
+  EXPECT_NE(error_of([&] { run_logits(model); }).find("checksum mismatch"), std::string::npos);
+  fake->bytes()[at] ^= 0x40;
+  expect_bitwise_equal(run_logits(model), resident_logits());
 }
 
 TEST(StreamingFaults, VerifyAlwaysCatchesCorruptionOnReReads) {

@@ -48,6 +48,7 @@ struct BenchFlags {
   std::string verify = "first";
   bool no_warmup = false;
   bool policy_sweep = false;
+  bool keep_mispredicted = false;
   uint64_t seed = 1;
   std::string text_file;  // tokens from this text instead of random ones (real routing)
   double read_test_seconds = 0;
@@ -312,6 +313,7 @@ void run_bench(const BenchFlags& flags) {
                                                  .policy = policy,
                                                  .hot = hot,
                                                  .prefetch = prefetch != 0,
+                                                 .cancel_mispredicted = !flags.keep_mispredicted,
                                                  .read_block_bytes = *block,
                                                  .verify = verify,
                                                  .threads = {.threads = int(threads)}},
@@ -349,6 +351,7 @@ void run_bench(const BenchFlags& flags) {
                 total.bytes_read += s.bytes_read;
                 total.prefetch_reads += s.prefetch_reads;
                 total.prefetch_wasted += s.prefetch_wasted;
+                total.prefetch_cancelled += s.prefetch_cancelled;
                 total.predicted_needed += s.predicted_needed;
                 total.needed_after_prediction += s.needed_after_prediction;
                 total.io_wait_seconds += s.io_wait_seconds;
@@ -389,6 +392,7 @@ void run_bench(const BenchFlags& flags) {
                 {"cache_hit_rate", total.cache_hit_rate()},
                 {"prefetch_recall", total.prefetch_recall()},
                 {"prefetch_overfetch", total.prefetch_overfetch()},
+                {"prefetch_cancelled", total.prefetch_cancelled},
                 {"io_wait_share", seconds_total > 0 ? total.io_wait_seconds / seconds_total : 0.0},
                 {"budget_peak_bytes", session ? session->budget().peak_bytes() : 0}};
             rows.push_back(row);
@@ -477,6 +481,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-o,--output", f->output, "Output: md (default), json, csv");
   cmd->add_option("--cache-policy", f->policies, "Expert cache policy (list): lru, lfu, next-use (default)");
   cmd->add_option("--prefetch", f->prefetch, "Next-layer prefetch (list of 0/1; default 1)");
+  cmd->add_flag("--keep-mispredicted", f->keep_mispredicted,
+                "With --store: let reads of prefetched experts their layer does not use run to the end "
+                "(default: withdraw the ones still queued)");
   cmd->add_option("--io", f->io, "Storage backend: auto (io_uring, pread fallback), uring, pread");
   cmd->add_option("--queue-depth", f->queue_depth, "Reads in flight (default 64)");
   cmd->add_option("--block-size", f->block, "Read size (default 1MiB)");

@@ -167,7 +167,9 @@ MemoryUse memory_use(const CostInputs& in, const Placement& pl) {
     if (terms.uploads_possible()) put(Tier::kGpu, "upload_staging", 2 * expert_bytes);
     put(Tier::kGpu, "reserved", double(in.profile->gpus[0].reserved_bytes));
   }
-  put(Tier::kDram, "runtime", 256.0 * 1024 * 1024);
+  // The process beyond its buffers; hetmoe's MemoryBudget does not count it (engines that plan
+  // with it get no allowance: their --dram-budget is the budget's limit).
+  if (!in.traits->runtime_memory_budget) put(Tier::kDram, "runtime", 256.0 * 1024 * 1024);
   return m;
 }
 

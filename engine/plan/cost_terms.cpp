@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "engine/core/error.h"
+#include "engine/model/footprint.h"
 
 namespace hetmoe::plan {
 
@@ -79,6 +80,11 @@ double CostTerms::activation_bytes() const {
   const Workload& w = in_.workload;
   const double k = double(w.experts_per_token > 0 ? w.experts_per_token : c.num_experts_per_tok);
   const double tokens = double(w.batch) * double(w.prompt_tokens);
+  if (in_.traits->runtime_memory_budget) {
+    // What engine/runtime reserves for one forward pass of the prompt (memory_budget.h).
+    return double(forward_activation_bytes(c, std::max<int64_t>(1, int64_t(tokens)), w.prompt_tokens + w.gen_tokens,
+                                           w.batch, in_.profile->cpu.physical_cores));
+  }
   const double per_token = 3.0 * double(c.hidden_size) + double(c.num_attention_heads) * double(c.qk_head_dim() + c.v_head_dim) +
                            2.0 * k * double(c.hidden_size) + 2.0 * k * double(c.moe_intermediate_size);
   return 4.0 * (tokens * per_token + double(w.batch) * double(c.vocab_size));
@@ -308,6 +314,7 @@ LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::v
         break;
       case Tier::kNvme:
         s.io.add(Resource::kNvme, cost.nvme_s * (1.0 - (hit ? (*hit)[e] : 0.0)));
+        if (cost.touch > 0 && cost.cpu.seconds / cost.touch > s.cpu_tail.seconds) s.cpu_tail = cost.cpu.scaled(1.0 / cost.touch);
         [[fallthrough]];
       case Tier::kDram:
         if (!cost.cpu_supported) cpu_kernel(expert().format, true);  // throws, naming the format
@@ -357,9 +364,16 @@ Time CostTerms::combine(const LayerState& layer) const {
     t.add(*slowest);
   } else {
     t.add(gpu);
-    t.add(layer.cpu);
-    t.add(layer.io);
     t.add(layer.pcie);
+    if (tr.cpu_pipelines_reads && layer.io.seconds + layer.cpu_tail.seconds > layer.cpu.seconds) {
+      t.add(layer.io);  // the drive is the longer stage: then the last streamed expert
+      t.add(layer.cpu_tail);
+    } else if (tr.cpu_pipelines_reads) {
+      t.add(layer.cpu);  // every read lands while the CPU is busy
+    } else {
+      t.add(layer.cpu);
+      t.add(layer.io);
+    }
   }
   // The fixed per-layer cost is the CPU's: a GPU->CPU->GPU handoff, or the CPU engine's dispatch.
   if (layer.cpu_involved) t.add(Resource::kOverhead, tr.per_layer_overhead_seconds);

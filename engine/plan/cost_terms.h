@@ -46,6 +46,7 @@ struct LayerState {
   double gpu_launch_s = 0;
   Time cpu;                  // CPU path: warm and cold experts (and the shared expert on the CPU)
   Time io;                   // NVMe reads of missed cold experts
+  Time cpu_tail;             // CPU time of one streamed expert (computed after its read lands)
   Time pcie;                 // prefill: experts copied to the GPU
   bool cpu_involved = true;  // the CPU does part of this layer (a handoff or a CPU dispatch)
   Time gpu_path() const;

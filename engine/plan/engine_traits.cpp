@@ -44,7 +44,12 @@ EngineTraits hetmoe_cpu_0() {
           // the measured step: ds3-layers 1L/32e FP8 decode at -t 1, 65.6 ms predicted vs 63.9 ms
           // of CPU per token measured.
           .cpu_in_engine_efficiency = 1.0,
-          .prefetch_recall = 0};
+          // Its next-layer prefetch is not counted: measured on ds3-layers it gains nothing over
+          // no prefetch (bench/RESULTS.md ## Streaming), and a one-MoE-layer model has none.
+          .prefetch_recall = 0,
+          .cpu_pipelines_reads = true,  // StreamingExperts::run
+          .staging_layers = 1,          // one ExpertCache, next-use eviction
+          .runtime_memory_budget = true};
 }
 
 EngineTraits ktransformers_0_2() {

@@ -49,6 +49,17 @@ struct EngineTraits {
   // is the GEMV rate, 2 FLOP per parameter at the kernel's byte rate.
   bool prefill_as_gemv = false;
   double prefetch_recall = 0.9;            // share of NVMe reads issued one layer early
+  // Without overlapping paths: the CPU still computes a layer's DRAM experts (and the shared
+  // one) while that layer's reads are in flight, and each streamed expert as it lands, so the
+  // layer's CPU and I/O parts take max(cpu, io + one streamed expert) instead of their sum.
+  bool cpu_pipelines_reads = false;
+  // Slots kept for streamed experts, in layers' worth of one step's experts: 2 for a staging
+  // ring that also holds the next layer's prefetch, 1 for an engine whose one expert cache
+  // serves hits and misses alike (the rest of the cache holds the most used experts).
+  int staging_layers = 2;
+  // DRAM counted the way engine/runtime's MemoryBudget reserves it for a streamed run
+  // (reserve_run_memory: its own activation bound, no separate allowance for the runtime).
+  bool runtime_memory_budget = false;
 };
 
 // Known engines; throws hetmoe::Error listing them for an unknown name.

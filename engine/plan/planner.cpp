@@ -168,8 +168,8 @@ class Placer {
     const uint64_t dram_fixed = memory_use(inputs_, placement_).dram_bytes;
     const double warm_bytes = expert_bytes * terms.dram_copies();  // DRAM one warm expert takes
     const double all_warm_bytes = double(rest.size()) * warm_bytes;
-    // Staging ring for streamed experts: two layers' worth of the experts one step can touch.
-    const double staging_experts = std::min<double>(double(rest.size()), 2.0 * std::min<double>(double(shape_.config.n_routed_experts),
+    // Slots for streamed experts: staging_layers layers' worth of the experts one step can touch.
+    const double staging_experts = std::min<double>(double(rest.size()), double(request_.traits.staging_layers) * std::min<double>(double(shape_.config.n_routed_experts),
                                                                                             std::ceil(tokens * double(k))));
     const double staging_bytes = staging_experts * expert_bytes;
     if (double(dram_fixed) > double(plan.dram_budget_bytes)) {

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "engine/model/config.h"
+#include "engine/model/footprint.h"
 
 namespace hetmoe {
 
@@ -63,16 +64,6 @@ class BudgetReservation {
 // experts (mapped; counted in full whether paged in or not) plus the FP32 copies (norms,
 // routers, score biases, kv_b for the absorbed attention).
 uint64_t non_expert_weight_bytes(const ModelWeights& weights);
-
-// KvCache of one sequence of `tokens` positions (f32 latent + rope key per layer).
-uint64_t kv_cache_bytes(const ModelConfig& config, int64_t tokens);
-
-// Upper bound of what one Model::forward allocates for `tokens` rows (all sequences of the
-// batch together) at up to `context` positions, with `logit_rows` rows of logits returned
-// and kept by the caller, and `threads` workers. From the buffers model.cpp allocates (see
-// memory_budget.cpp), with a 25% margin.
-uint64_t forward_activation_bytes(const ModelConfig& config, int64_t tokens, int64_t context,
-                                  int64_t logit_rows, int threads);
 
 // "1.50 GiB"
 std::string format_bytes(uint64_t bytes);

@@ -107,6 +107,34 @@ TEST(Planner, MoreMemoryNeverPredictsSlower) {
   }
 }
 
+TEST(Planner, ReadsPipelinedWithTheCpuCostBetweenTheMaxAndTheSum) {
+  // hetmoe-cpu-0 computes a layer's DRAM experts while its reads are in flight: with the same
+  // placement, a streamed decode step is never slower than CPU work and reads in series, and
+  // hides at most the reads.
+  std::mt19937_64 random(11);
+  int streamed = 0, hidden = 0;
+  for (int draw = 0; draw < 500; ++draw) {
+    PlanRequest r = random_request(random);
+    r.traits = engine_traits("hetmoe-cpu-0");
+    r.workload.batch = 1;
+    r.dram_budget_bytes = uint64_t(std::uniform_real_distribution<double>(0.02, 0.5)(random) * double(r.profile.dram.bytes));
+    const Plan pipelined = make_plan(r, false);
+    if (!pipelined.fits || pipelined.cold_experts == 0) continue;
+    ++streamed;
+    r.traits.cpu_pipelines_reads = false;
+    const Plan serial = make_plan(r, false);
+    ASSERT_EQ(serial.warm_experts, pipelined.warm_experts) << draw;  // same placement
+    const double step = pipelined.prediction.decode.seconds, sum = serial.prediction.decode.seconds;
+    const double reads = serial.prediction.decode.critical_seconds[size_t(Resource::kNvme)];
+    EXPECT_GT(reads, 0.0) << draw;
+    EXPECT_LE(step, sum * (1 + 1e-9)) << draw;
+    EXPECT_GE(step, (sum - reads) * (1 - 1e-9)) << draw;
+    hidden += step < sum * (1 - 1e-6);
+  }
+  EXPECT_GT(streamed, 20);
+  EXPECT_GT(hidden, 0);  // the overlap is not a no-op
+}
+
 TEST(Planner, ModelThatFitsTheGpuIsPlannedEntirelyThere) {
   const HardwareProfile h200 = load_hardware_profile(testing::kProfiles + "/h200-128g.json");
   // V2-Lite in BF16 is ~30 GiB; the H200 holds 139 GiB.

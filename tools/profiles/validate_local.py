@@ -18,7 +18,7 @@ tokens/s `hetmoe run` prints (best run) are shown too. Runs at nice 10 to stay o
 jobs' way; CPU time does not depend on the priority.
 
 Usage: tools/profiles/validate_local.py [--hetmoe build/tools/hetmoe] [--work DIR] [--repeats 3]
-                                        [--only NAME,...] [--keep] [--predict-only] [--probe-each]
+                                        [--only "NAME|KEY|..."] [--keep] [--predict-only] [--probe-each]
 The measurements are kept in WORK/measured.json; --predict-only re-probes and re-predicts them
 without running the models again (after a cost-model or probe change).
 Models: models/tiny-shakespeare (bundled) and random checkpoints written into --work with
@@ -155,13 +155,13 @@ def main():
     ap.add_argument("--hetmoe", default=os.path.join(ROOT, "build", "tools", "hetmoe"))
     ap.add_argument("--work", default=os.path.join(ROOT, "..", "h6-models"))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="configuration names or model keys, separated by |")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--predict-only", action="store_true")
     ap.add_argument("--probe-each", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    wanted = set(a.only.split(",")) if a.only else None
+    wanted = set(a.only.split("|")) if a.only else None
     profiles = {}
     rows = []
     saved_path = os.path.join(a.work, "measured.json")

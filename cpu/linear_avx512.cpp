@@ -174,9 +174,10 @@ constexpr int64_t kTokenSpan = 96;  // tokens per pass (lane totals: 64 × 96 ×
 struct PrefillScratch {
   std::vector<float> weights;  // [kRowBlock rows][block, rounded up to 16]
   std::vector<float> totals;   // [kRowBlock rows][kTokenSpan][16 lanes]
-  std::vector<float> x;        // FP8: one span's x in the chunk order
 };
 
+// `totals` += each block sum × scale (fma); on the first column block the totals start from
+// zero in registers (the same fma with a +0 addend, so no pass zeroes the totals in memory).
 template <int R, int M>
 void tile_gemm(const float* wt, int64_t w_stride, const float* x, int64_t cols, int64_t k0, int64_t k1,
                const float* scale, float* totals) {
@@ -195,7 +196,8 @@ void tile_gemm(const float* wt, int64_t w_stride, const float* x, int64_t cols, 
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < M; ++t) {
       float* total = totals + (i * kTokenSpan + t) * 16;
-      _mm512_store_ps(total, _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(scale[i]), _mm512_load_ps(total)));
+      const __m512 sum = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(total);
+      _mm512_store_ps(total, _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(scale[i]), sum));
     }
 }
 
@@ -233,8 +235,10 @@ void tile_gemm_block(const float* wt, int64_t w_stride, int64_t nr, const float*
   }
 }
 
+// Rows [row_begin, row_end) of y for `tokens` ≤ kTokenSpan tokens of x (FP8: x already in the
+// chunk order, permute_x_rows).
 template <WeightFormat F>
-void run_prefill(const WeightMatrix& w, const float* x_in, int64_t tokens, int64_t row_begin, int64_t row_end,
+void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t row_begin, int64_t row_end,
                  float* y) {
   const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
   const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
@@ -247,77 +251,72 @@ void run_prefill(const WeightMatrix& w, const float* x_in, int64_t tokens, int64
   float* totals = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.totals.data()) + 63) & ~uintptr_t(63));
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowBlock) {
     const int64_t nr = std::min(row_end - r0, kRowBlock);
-    for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
-      const int64_t span = std::min(tokens - s0, kTokenSpan);
-      // FP8: this span's x in the chunk order, per thread (≤ 96 rows: the DRAM budget counts it).
-      const float* xs = x_in + s0 * cols;
-      if constexpr (F == WeightFormat::kFP8Block) {
-        scratch.x.resize(size_t(span * cols));
-        permute_x_rows(w, xs, span, scratch.x.data());
-        xs = scratch.x.data();
-      }
-      for (int64_t i = 0; i < nr; ++i)  // only the lanes this pass uses (small matrices, short spans)
-        std::fill(totals + i * kTokenSpan * 16, totals + (i * kTokenSpan + span) * 16, 0.0f);
-      float scale[kRowBlock];
-      for (int64_t b0 = 0; b0 < cols; b0 += block) {
-        const int64_t b1 = std::min(cols, b0 + block);
-        for (int64_t i = 0; i < nr; ++i) {
-          const void* row = static_cast<const uint8_t*>(w.data) + (r0 + i) * cols * element;
-          int64_t k = b0;
-          if constexpr (F == WeightFormat::kFP8Block)
-            for (; k + 64 <= b1; k += 64) {
-              __m512 w0, w1, w2, w3;
-              decode_fp8_64(static_cast<const uint8_t*>(row) + k, w0, w1, w2, w3);
-              float* dst = wt + i * w_stride + (k - b0);
-              _mm512_store_ps(dst, w0);
-              _mm512_store_ps(dst + 16, w1);
-              _mm512_store_ps(dst + 32, w2);
-              _mm512_store_ps(dst + 48, w3);
-            }
-          for (; k < b1; k += 16) {
-            const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
-            _mm512_store_ps(wt + i * w_stride + (k - b0), load_weights<F>(row, k, mask));
+    float scale[kRowBlock];
+    for (int64_t b0 = 0; b0 < cols; b0 += block) {
+      const int64_t b1 = std::min(cols, b0 + block);
+      for (int64_t i = 0; i < nr; ++i) {
+        const void* row = static_cast<const uint8_t*>(w.data) + (r0 + i) * cols * element;
+        int64_t k = b0;
+        if constexpr (F == WeightFormat::kFP8Block)
+          for (; k + 64 <= b1; k += 64) {
+            __m512 w0, w1, w2, w3;
+            decode_fp8_64(static_cast<const uint8_t*>(row) + k, w0, w1, w2, w3);
+            float* dst = wt + i * w_stride + (k - b0);
+            _mm512_store_ps(dst, w0);
+            _mm512_store_ps(dst + 16, w1);
+            _mm512_store_ps(dst + 32, w2);
+            _mm512_store_ps(dst + 48, w3);
           }
-          scale[i] = 1.0f;
-          if constexpr (F == WeightFormat::kFP8Block)
-            scale[i] = w.scale_inv[((r0 + i) / block) * scale_cols + b0 / block] * 256.0f;
+        for (; k < b1; k += 16) {
+          const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
+          _mm512_store_ps(wt + i * w_stride + (k - b0), load_weights<F>(row, k, mask));
         }
-        tile_gemm_block(wt, w_stride, nr, xs, cols, b0, b1, span, scale, totals);
+        scale[i] = 1.0f;
+        if constexpr (F == WeightFormat::kFP8Block)
+          scale[i] = w.scale_inv[((r0 + i) / block) * scale_cols + b0 / block] * 256.0f;
       }
-      for (int64_t i = 0; i < nr; ++i)
-        for (int64_t t = 0; t < span; ++t)
-          y[(s0 + t) * w.rows + r0 + i] = _mm512_reduce_add_ps(_mm512_load_ps(totals + (i * kTokenSpan + t) * 16));
+      tile_gemm_block(wt, w_stride, nr, xs, cols, b0, b1, span, scale, totals);
     }
+    for (int64_t i = 0; i < nr; ++i)
+      for (int64_t t = 0; t < span; ++t)
+        y[t * w.rows + r0 + i] = _mm512_reduce_add_ps(_mm512_load_ps(totals + (i * kTokenSpan + t) * 16));
   }
 }
 
 // From this many tokens the prefill GEMM runs (a speed choice only: same bits).
 constexpr int64_t kPrefillMinTokens = 8;
 
-template <WeightFormat F>
-void run(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
-         float* y) {
-  if (tokens >= kPrefillMinTokens) {
-    run_prefill<F>(w, x, tokens, row_begin, row_end, y);
-  } else {
-    run_decode<F>(w, x, tokens, row_begin, row_end, y);
-  }
-}
-
-// Decode steps (< 8 tokens) permute x once here for all row tasks; a prompt's row tasks each
-// permute one 96-token span at a time (a whole prompt's copy could be tens of MB).
+// FP8 x is permuted to the chunk order once per call for a decode step, once per 96-token span
+// for a prompt (a whole prompt's copy could be tens of MB), shared by every row task; each span
+// is then one parallel pass over the rows (64 rows per task).
 template <WeightFormat F>
 void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
-  std::vector<float> permuted;
-  if (F == WeightFormat::kFP8Block && tokens < kPrefillMinTokens) {
-    permuted.resize(size_t(tokens * w.cols));
-    permute_x_rows(w, x, tokens, permuted.data());
-    x = permuted.data();
+  std::vector<float> permuted;  // not thread_local: a caller inside a TBB task may be re-entered
+  const int64_t cols = w.cols;
+  if (tokens < kPrefillMinTokens) {
+    if (F == WeightFormat::kFP8Block) {
+      permuted.resize(size_t(tokens * cols));
+      permute_x_rows(w, x, tokens, permuted.data());
+      x = permuted.data();
+    }
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {
+      run_decode<F>(w, x, tokens, range.begin(), range.end(), y);
+    });
+    return;
   }
-  // 64 rows per task: a prompt's pass over its tokens; for a decode step, few enough tasks.
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {
-    run<F>(w, x, tokens, range.begin(), range.end(), y);
-  });
+  for (int64_t s0 = 0; s0 < tokens; s0 += kTokenSpan) {
+    const int64_t span = std::min(tokens - s0, kTokenSpan);
+    const float* xs = x + s0 * cols;
+    if (F == WeightFormat::kFP8Block) {
+      permuted.resize(size_t(span * cols));
+      float* out = permuted.data();
+      tbb::parallel_for(int64_t(0), span, [&](int64_t t) { permute_x_rows(w, xs + t * cols, 1, out + t * cols); });
+      xs = out;
+    }
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {
+      run_prefill<F>(w, xs, span, range.begin(), range.end(), y + s0 * w.rows);
+    });
+  }
 }
 
 }  // namespace

@@ -3,11 +3,14 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "cpu/dequant.h"
 #include "cpu/ops.h"
 #include "engine/core/dtype.h"
+#include "engine/core/error.h"
 
 namespace hetmoe::cpu {
 
@@ -41,6 +44,15 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa) {
   }
 }
 
+void throw_fp8_nan(const WeightMatrix& w, int64_t row) {
+  const uint8_t* codes = static_cast<const uint8_t*>(w.data) + row * w.cols;
+  int64_t k = 0;
+  while (k < w.cols && (codes[k] & 0x7F) != 0x7F) ++k;
+  throw Error("FP8 weight at row " + std::to_string(row) + ", column " + std::to_string(k) + " of a " +
+                  std::to_string(w.rows) + " x " + std::to_string(w.cols) + " matrix is NaN",
+              {.hint = "the checkpoint is corrupt: shipped weights never hold NaN"});
+}
+
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
   linear(w, x, tokens, y, active_isa());
 }
@@ -52,6 +64,10 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16), [&](const tbb::blocked_range<int64_t>& range) {
     std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = range.begin(); r < range.end(); ++r) {
+      if (w.format == WeightFormat::kFP8Block) {
+        const uint8_t* codes = static_cast<const uint8_t*>(w.data) + r * w.cols;
+        if (std::any_of(codes, codes + w.cols, [](uint8_t c) { return (c & 0x7F) == 0x7F; })) throw_fp8_nan(w, r);
+      }
       weight_row(w, r, row.data(), isa);
       for (int64_t t = 0; t < tokens; ++t) y[t * w.rows + r] = dot(row.data(), x + t * w.cols, w.cols);
     }

@@ -27,6 +27,11 @@ struct WeightMatrix {
   uint64_t bytes() const;
 };
 
+// Throws hetmoe::Error naming the first NaN code (E4M3 S.1111.111) of FP8 row `row` of `w`:
+// shipped weights never hold NaN, so the linear refuses a corrupt checkpoint on every ISA
+// rather than decode it (the AVX-512 decode would give a finite value, the table NaN).
+[[noreturn]] void throw_fp8_nan(const WeightMatrix& w, int64_t row);
+
 // x: f32 [tokens, w.cols]; y: f32 [tokens, w.rows] (overwritten).
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 

@@ -23,6 +23,18 @@
 namespace hetmoe::cpu::kernels {
 namespace {
 
+// E4M3 NaN codes (0x7F, 0xFF) among 64 / up to 16 codes: the decode below maps them to finite
+// values, so rows OR these masks and a row with any is refused (throw_fp8_nan) — one test per
+// row and call, ~3 ops per 64 codes.
+inline __mmask64 fp8_nan_64(const uint8_t* p) {
+  const __m512i low7 = _mm512_and_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(0x7F));
+  return _mm512_cmpeq_epi8_mask(low7, _mm512_set1_epi8(0x7F));
+}
+inline __mmask64 fp8_nan_16(const uint8_t* p, __mmask16 mask) {
+  const __m128i low7 = _mm_and_si128(_mm_maskz_loadu_epi8(mask, p), _mm_set1_epi8(0x7F));
+  return _mm_mask_cmpeq_epi8_mask(mask, low7, _mm_set1_epi8(0x7F));
+}
+
 template <WeightFormat F>
 inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
   if constexpr (F == WeightFormat::kFP8Block) {
@@ -79,8 +91,11 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
   const uint8_t* row[R];
   for (int i = 0; i < R; ++i) row[i] = static_cast<const uint8_t*>(w.data) + (r + i) * cols * element;
   __m512 total[R][M];
-  for (int i = 0; i < R; ++i)
+  __mmask64 nan[R];
+  for (int i = 0; i < R; ++i) {
+    nan[i] = 0;
     for (int t = 0; t < M; ++t) total[i][t] = _mm512_setzero_ps();
+  }
   for (int64_t b0 = 0; b0 < cols; b0 += block) {
     const int64_t b1 = std::min(cols, b0 + block);
     __m512 blk[R][M];
@@ -92,6 +107,7 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
         for (int i = 0; i < R; ++i) {
           __m512 w0, w1, w2, w3;
           decode_fp8_64(row[i] + k, w0, w1, w2, w3);
+          nan[i] |= fp8_nan_64(row[i] + k);
           for (int t = 0; t < M; ++t) {
             const float* xk = x + (t0 + t) * cols + k;
             blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xk), blk[i][t]);
@@ -107,6 +123,7 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
       for (int t = 0; t < M; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + (t0 + t) * cols + k);
       for (int i = 0; i < R; ++i) {
         const __m512 wv = load_weights<F>(row[i], k, mask);
+        if constexpr (F == WeightFormat::kFP8Block) nan[i] |= fp8_nan_16(row[i] + k, mask);
         for (int t = 0; t < M; ++t) blk[i][t] = _mm512_fmadd_ps(wv, xv[t], blk[i][t]);
       }
     }
@@ -117,6 +134,9 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
       for (int t = 0; t < M; ++t) total[i][t] = _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(scale), total[i][t]);
     }
   }
+  if constexpr (F == WeightFormat::kFP8Block)
+    for (int i = 0; i < R; ++i)
+      if (nan[i] != 0) throw_fp8_nan(w, r + i);
   for (int i = 0; i < R; ++i)
     for (int t = 0; t < M; ++t) y[(t0 + t) * w.rows + r + i] = _mm512_reduce_add_ps(total[i][t]);
 }
@@ -257,10 +277,12 @@ void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t r
       for (int64_t i = 0; i < nr; ++i) {
         const void* row = static_cast<const uint8_t*>(w.data) + (r0 + i) * cols * element;
         int64_t k = b0;
+        __mmask64 nan = 0;
         if constexpr (F == WeightFormat::kFP8Block)
           for (; k + 64 <= b1; k += 64) {
             __m512 w0, w1, w2, w3;
             decode_fp8_64(static_cast<const uint8_t*>(row) + k, w0, w1, w2, w3);
+            nan |= fp8_nan_64(static_cast<const uint8_t*>(row) + k);
             float* dst = wt + i * w_stride + (k - b0);
             _mm512_store_ps(dst, w0);
             _mm512_store_ps(dst + 16, w1);
@@ -270,7 +292,9 @@ void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t r
         for (; k < b1; k += 16) {
           const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
           _mm512_store_ps(wt + i * w_stride + (k - b0), load_weights<F>(row, k, mask));
+          if constexpr (F == WeightFormat::kFP8Block) nan |= fp8_nan_16(static_cast<const uint8_t*>(row) + k, mask);
         }
+        if (nan != 0) throw_fp8_nan(w, r0 + i);
         scale[i] = 1.0f;
         if constexpr (F == WeightFormat::kFP8Block)
           scale[i] = w.scale_inv[((r0 + i) / block) * scale_cols + b0 / block] * 256.0f;

@@ -9,9 +9,12 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/core/dtype.h"
+#include "engine/core/error.h"
 
 namespace hetmoe::cpu {
 namespace {
@@ -91,6 +94,29 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
           linear(m.w, &x[size_t(t * cols)], 1, alone.data(), isa);
           ASSERT_EQ(0, std::memcmp(alone.data(), &y[size_t(t * rows)], alone.size() * sizeof(float))) << "token " << t;
         }
+      }
+    }
+  }
+}
+
+TEST_P(LinearPaths, RefusesNaNWeightsNamingRowAndColumn) {
+  // E4M3 S.1111.111 (0x7F, 0xFF) is NaN; the AVX-512 decode would turn it into a finite value.
+  // Every path refuses it, in the 64-code body, a block's 16-wide tail and the prefill GEMM.
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  for (auto [row, col, code] : {std::tuple<int64_t, int64_t, uint8_t>{5, 40, 0x7F}, {130, 299, 0xFF}, {199, 135, 0x7F}}) {
+    Matrix m = make_matrix(WeightFormat::kFP8Block, 200, 300, 3);
+    m.bytes[size_t(row * 300 + col)] = code;
+    for (int64_t tokens : {1, 3, 8, 33}) {
+      SCOPED_TRACE(testing::Message() << isa_name(isa) << " row " << row << " col " << col << " tokens " << tokens);
+      std::vector<float> x(size_t(tokens * 300), 0.5f), y(size_t(tokens * 200));
+      try {
+        linear(m.w, x.data(), tokens, y.data(), isa);
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        const std::string text = e.what();
+        EXPECT_NE(text.find("row " + std::to_string(row) + ", column " + std::to_string(col)), std::string::npos) << text;
+        EXPECT_NE(text.find("NaN"), std::string::npos) << text;
       }
     }
   }

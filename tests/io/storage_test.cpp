@@ -219,7 +219,9 @@ void cancel_one_tag(Storage& storage, const std::vector<uint8_t>& content) {
   }
   uint64_t total = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (i % 4 != 2) EXPECT_EQ(returned[i], 1) << i;
+    if (i % 4 != 2) {
+      EXPECT_EQ(returned[i], 1) << i;
+    }
     total += uint64_t(returned[i]);
   }
   EXPECT_EQ(total, 48u + (16u - removed));

@@ -131,8 +131,7 @@ StreamingExperts::StreamingExperts(const ModelWeights& weights, std::unique_ptr<
   }
   try {
     while (io::ReadOp* op = storage_->wait(true)) complete(op);
-    while (verify_one()) {
-    }
+    verify_all();
   } catch (...) {
     abandon();
     throw;
@@ -201,6 +200,11 @@ bool StreamingExperts::verify_one() {
     return true;
   }
   return false;
+}
+
+void StreamingExperts::verify_all() {
+  while (verify_one()) {
+  }
 }
 
 void StreamingExperts::cancel_prefetch(Slot* slot) {
@@ -343,8 +347,7 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
         remaining -= batch.size();
         if (!missing.empty()) {
           // Freed slots take the next reads, once what they held is checked.
-          while (verify_one()) {
-          }
+          verify_all();
           issue_missing();
         }
         continue;
@@ -354,8 +357,7 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
         // later layers. Release them and try again.
         for (const Slot* slot : prefetched_) const_cast<Slot*>(slot)->prefetched = false;
         prefetched_.clear();
-        while (verify_one()) {
-        }
+        verify_all();
         issue_missing();
         check(storage_->in_flight() > 0, "expert cache deadlock: no slot can take layer " +
                                              std::to_string(layer) + "'s experts (all pinned?)");
@@ -372,8 +374,7 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
       }
     }
     // Every record this layer computed with is checked before its outputs are used.
-    while (verify_one()) {
-    }
+    verify_all();
   } catch (...) {
     abandon();
     stats_.run_seconds += seconds(start);

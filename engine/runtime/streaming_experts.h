@@ -127,6 +127,7 @@ class StreamingExperts final : public ExpertSource {
   // Checks the checksum of the oldest arrived record still unchecked; false when none is left.
   // Throws hetmoe::Error (and forgets the slot) on a mismatch.
   bool verify_one();
+  void verify_all();  // every arrived record still unchecked
   // After a failure: waits for every read in flight and forgets the slots they were filling.
   void abandon();
   // Computes tasks[i] for every i in `batch` (their experts are ready) in one kernel call.

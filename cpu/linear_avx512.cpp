@@ -80,6 +80,13 @@ void permute_x_rows(const WeightMatrix& w, const float* x, int64_t tokens, float
   for (int64_t t = 0; t < tokens; ++t) permute_x_fp8(x + t * w.cols, w.cols, w.block, out + t * w.cols);
 }
 
+// Each row is a short stream (one row of a 7168-column FP8 matrix is 112 cache lines), too short
+// for the hardware prefetcher to ramp up on, so while a group of R rows is decoded the next R rows
+// (contiguous after them) are prefetched into L2 at the same column, a whole group ahead.
+// Measured on ds3-small FP8 decode: +10–15% tokens/s at 1 and 2 threads (2 KiB ahead within a
+// row, as the packed decode does, gained nothing here).
+inline void prefetch_l2(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1); }
+
 // Rows [r, r + R) × tokens [t0, t0 + M): R·M independent FMA chains hide the FMA latency, one
 // decoded weight vector feeds M tokens and one x vector feeds R rows. The operations per
 // (row, token) are those of the header comment, whatever R and M.
@@ -88,6 +95,7 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
   const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
   const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
   const int64_t scale_cols = (cols + block - 1) / block;
+  const int64_t ahead = R * cols * element;  // the next group's rows, at the same column
   const uint8_t* row[R];
   for (int i = 0; i < R; ++i) row[i] = static_cast<const uint8_t*>(w.data) + (r + i) * cols * element;
   __m512 total[R][M];
@@ -106,6 +114,7 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
       for (; k + 64 <= b1; k += 64)
         for (int i = 0; i < R; ++i) {
           __m512 w0, w1, w2, w3;
+          prefetch_l2(row[i] + ahead + k);
           decode_fp8_64(row[i] + k, w0, w1, w2, w3);
           nan[i] |= fp8_nan_64(row[i] + k);
           for (int t = 0; t < M; ++t) {
@@ -122,6 +131,7 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
       __m512 xv[M];
       for (int t = 0; t < M; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + (t0 + t) * cols + k);
       for (int i = 0; i < R; ++i) {
+        if (F != WeightFormat::kFP8Block && (k * element) % 64 == 0) prefetch_l2(row[i] + ahead + k * element);
         const __m512 wv = load_weights<F>(row[i], k, mask);
         if constexpr (F == WeightFormat::kFP8Block) nan[i] |= fp8_nan_16(row[i] + k, mask);
         for (int t = 0; t < M; ++t) blk[i][t] = _mm512_fmadd_ps(wv, xv[t], blk[i][t]);

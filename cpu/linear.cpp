@@ -44,6 +44,56 @@ void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa) {
   }
 }
 
+namespace {
+
+// Rows of W decoded `rows_per_chunk` at a time into a buffer that stays in L1, handed to `use`
+// as (first row index relative to row0, rows in the chunk, f32 rows).
+template <class Use>
+void for_weight_chunks(const WeightMatrix& w, int64_t row0, int64_t count, Isa isa, Use&& use) {
+  constexpr int64_t kBufferFloats = 4096;  // 16 KiB
+  const int64_t rows_per_chunk = std::max<int64_t>(1, kBufferFloats / std::max<int64_t>(1, w.cols));
+  float stack[kBufferFloats];
+  std::vector<float> heap;
+  float* buffer = stack;
+  if (w.cols > kBufferFloats) {
+    heap.resize(size_t(w.cols));
+    buffer = heap.data();
+  }
+  for (int64_t r = 0; r < count; r += rows_per_chunk) {
+    const int64_t n = std::min(rows_per_chunk, count - r);
+    if (w.format == WeightFormat::kFP8Block) {
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t* codes = static_cast<const uint8_t*>(w.data) + (row0 + r + i) * w.cols;
+        if (std::any_of(codes, codes + w.cols, [](uint8_t c) { return (c & 0x7F) == 0x7F; }))
+          throw_fp8_nan(w, row0 + r + i);
+      }
+      dequant_fp8_rows({static_cast<const uint8_t*>(w.data), w.scale_inv, w.rows, w.cols, w.block}, row0 + r,
+                       row0 + r + n, buffer, isa);
+    } else {
+      for (int64_t i = 0; i < n; ++i) weight_row(w, row0 + r + i, buffer + i * w.cols, isa);
+    }
+    use(r, n, static_cast<const float*>(buffer));
+  }
+}
+
+}  // namespace
+
+void axpy_weight_rows(const float* alpha, const WeightMatrix& w, int64_t row0, int64_t count, float* y, Isa isa) {
+  if (has_avx512(isa) && kernels::fp8_weight_rows_fit_avx512(w))
+    return kernels::axpy_fp8_rows_avx512(alpha, w, row0, count, y);
+  for_weight_chunks(w, row0, count, isa, [&](int64_t r, int64_t n, const float* rows) {
+    axpy_rows(alpha + r, rows, w.cols, n, y, w.cols, isa);
+  });
+}
+
+void dot_weight_rows(const float* x, const WeightMatrix& w, int64_t row0, int64_t count, float* out, Isa isa) {
+  if (has_avx512(isa) && kernels::fp8_weight_rows_fit_avx512(w))
+    return kernels::dot_fp8_rows_avx512(x, w, row0, count, out);
+  for_weight_chunks(w, row0, count, isa, [&](int64_t r, int64_t n, const float* rows) {
+    dot_rows(x, rows, w.cols, n, w.cols, out + r, isa);
+  });
+}
+
 void throw_fp8_nan(const WeightMatrix& w, int64_t row) {
   const uint8_t* codes = static_cast<const uint8_t*>(w.data) + row * w.cols;
   int64_t k = 0;

@@ -38,12 +38,26 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 // Row `row` of W as f32 (cols values) into `out`, decoded with the given kernel path.
 void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa);
 
+// Rows [row0, row0 + count) of W used as the rows of axpy_rows / dot_rows (cpu/ops.h), decoded
+// a few rows at a time into an L1 buffer with weight_row's values (FP8: fp8(code) · scale, as
+// cpu::dequant_fp8_rows; BF16 and F32 exact): the same bits as those calls on a dequantised f32
+// copy of W, while memory is read in the checkpoint's format (a quarter of the bytes for FP8).
+//   y[j] += Σ_r alpha[r] · W[row0 + r, j] (rows in order, j < w.cols)
+void axpy_weight_rows(const float* alpha, const WeightMatrix& w, int64_t row0, int64_t count, float* y, Isa isa);
+//   out[r] = dot(x, W[row0 + r, ·], w.cols)
+void dot_weight_rows(const float* x, const WeightMatrix& w, int64_t row0, int64_t count, float* out, Isa isa);
+
 // linear() with an explicit kernel path.
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa);
 
 namespace kernels {
 // y = W x on AVX-512 (F, BW, VL, F16C), over the caller's TBB arena.
 void linear_avx512(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
+// axpy_weight_rows / dot_weight_rows for FP8 rows decoded in registers, when the shape allows
+// (fp8_weight_rows_fit_avx512: columns and scale block multiples of 64).
+bool fp8_weight_rows_fit_avx512(const WeightMatrix& w);
+void axpy_fp8_rows_avx512(const float* alpha, const WeightMatrix& w, int64_t row0, int64_t count, float* y);
+void dot_fp8_rows_avx512(const float* x, const WeightMatrix& w, int64_t row0, int64_t count, float* out);
 }  // namespace kernels
 
 }  // namespace hetmoe::cpu

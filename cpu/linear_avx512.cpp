@@ -353,7 +353,96 @@ void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
   }
 }
 
+// --- FP8 rows for axpy_weight_rows / dot_weight_rows (the absorbed MLA attention's kv_b) -------
+//
+// 64 codes at a time in decode_fp8_64's order; each weight is (code / 256) · (256 · scale), which
+// is fl(code · scale) exactly — the value dequant_fp8_rows gives — so the per-element operations
+// of axpy_rows and dot_rows (cpu/ops.h) run on the same values in the same order. The chunk order
+// only moves elements between lanes: axpy's y is loaded into it and stored back out of it, dot's
+// 64 lane sums are moved back to their natural lanes before the tail and the fixed tree.
+
+// Natural 64 floats from 4 vectors in decode_fp8_64's order (the inverse of permute_x_fp8).
+inline void from_chunk_order(const __m512 v[4], __m512 out[4]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  out[0] = _mm512_permutex2var_ps(v[0], lo, v[2]);
+  out[1] = _mm512_permutex2var_ps(v[0], hi, v[2]);
+  out[2] = _mm512_permutex2var_ps(v[1], lo, v[3]);
+  out[3] = _mm512_permutex2var_ps(v[1], hi, v[3]);
+}
+inline void to_chunk_order(const __m512 v[4], __m512 out[4]) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  out[0] = _mm512_permutex2var_ps(v[0], even, v[1]);
+  out[1] = _mm512_permutex2var_ps(v[2], even, v[3]);
+  out[2] = _mm512_permutex2var_ps(v[0], odd, v[1]);
+  out[3] = _mm512_permutex2var_ps(v[2], odd, v[3]);
+}
+
+// The 64 weights of `row` at column k (a multiple of 64 inside one scale block), as f32 in chunk
+// order; NaN codes are ORed into `nan`.
+inline void fp8_weights_64(const WeightMatrix& w, int64_t row, int64_t k, __m512 out[4], __mmask64& nan) {
+  const int64_t scale_cols = (w.cols + w.block - 1) / w.block;
+  const uint8_t* codes = static_cast<const uint8_t*>(w.data) + row * w.cols + k;
+  const __m512 scale = _mm512_set1_ps(w.scale_inv[(row / w.block) * scale_cols + k / w.block] * 256.0f);
+  decode_fp8_64(codes, out[0], out[1], out[2], out[3]);
+  nan |= fp8_nan_64(codes);
+  for (int q = 0; q < 4; ++q) out[q] = _mm512_mul_ps(out[q], scale);
+}
+
 }  // namespace
+
+bool fp8_weight_rows_fit_avx512(const WeightMatrix& w) {
+  return w.format == WeightFormat::kFP8Block && w.cols % 64 == 0 && w.block % 64 == 0;
+}
+
+void axpy_fp8_rows_avx512(const float* alpha, const WeightMatrix& w, int64_t row0, int64_t count, float* y) {
+  for (int64_t j0 = 0; j0 < w.cols; j0 += 64) {
+    __m512 natural[4], acc[4];
+    for (int q = 0; q < 4; ++q) natural[q] = _mm512_loadu_ps(y + j0 + 16 * q);
+    to_chunk_order(natural, acc);
+    __mmask64 nan = 0;
+    for (int64_t r = 0; r < count; ++r) {
+      __m512 wv[4];
+      fp8_weights_64(w, row0 + r, j0, wv, nan);
+      const __m512 a = _mm512_set1_ps(alpha[r]);
+      for (int q = 0; q < 4; ++q) acc[q] = _mm512_add_ps(acc[q], _mm512_mul_ps(a, wv[q]));
+    }
+    if (nan != 0)
+      for (int64_t r = 0; r < count; ++r) {
+        __mmask64 row_nan = 0;
+        for (int64_t k = 0; k < w.cols; k += 64) row_nan |= fp8_nan_64(static_cast<const uint8_t*>(w.data) + (row0 + r) * w.cols + k);
+        if (row_nan != 0) throw_fp8_nan(w, row0 + r);
+      }
+    from_chunk_order(acc, natural);
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(y + j0 + 16 * q, natural[q]);
+  }
+}
+
+void dot_fp8_rows_avx512(const float* x, const WeightMatrix& w, int64_t row0, int64_t count, float* out) {
+  std::vector<float> permuted(size_t(w.cols));
+  permute_x_fp8(x, w.cols, w.block, permuted.data());
+  for (int64_t r = 0; r < count; ++r) {
+    __m512 acc[4];
+    for (int q = 0; q < 4; ++q) acc[q] = _mm512_setzero_ps();
+    __mmask64 nan = 0;
+    for (int64_t k = 0; k < w.cols; k += 64) {
+      __m512 wv[4];
+      fp8_weights_64(w, row0 + r, k, wv, nan);
+      for (int q = 0; q < 4; ++q)
+        acc[q] = _mm512_add_ps(acc[q], _mm512_mul_ps(_mm512_loadu_ps(permuted.data() + k + 16 * q), wv[q]));
+    }
+    if (nan != 0) throw_fp8_nan(w, row0 + r);
+    __m512 lanes[4];
+    from_chunk_order(acc, lanes);
+    // dot's fixed tree (cpu/ops_avx512.cpp): lane j += lane j + width for width 32, 16, …, 1.
+    const __m512 v16 = _mm512_add_ps(_mm512_add_ps(lanes[0], lanes[2]), _mm512_add_ps(lanes[1], lanes[3]));
+    const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v16), _mm512_extractf32x8_ps(v16, 1));
+    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+    out[r] = _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+  }
+}
 
 void linear_avx512(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
   switch (w.format) {

@@ -144,7 +144,8 @@ MemoryUse memory_use(const CostInputs& in, const Placement& pl) {
   put(attention_tier, "attention", terms.attention().bytes * double(s.layers));
   put(attention_tier, "kv_cache", context * terms.kv_bytes_per_token_layer(pl.attention_gpu) * double(s.layers));
   put(attention_tier, "activations", terms.activation_bytes());
-  if (!pl.attention_gpu && in.traits->cpu_attention_kv_b_f32) put(Tier::kDram, "kv_b_f32", s.kv_b_params * 4.0 * double(s.layers));
+  if (!pl.attention_gpu && in.traits->cpu_attention_rereads_kv_b && in.traits->cpu_attention_kv_b_f32)
+    put(Tier::kDram, "kv_b_f32", s.kv_b_params * 4.0 * double(s.layers));
   const WeightGroup router = terms.router();
   put(pl.attention_gpu ? Tier::kGpu : Tier::kDram, "router", router.bytes * double(s.moe_layers));
   put(pl.shared_gpu ? Tier::kGpu : Tier::kDram, "shared_experts", terms.shared().bytes * double(s.moe_layers));

@@ -169,6 +169,12 @@ Time CostTerms::cpu_group(const WeightGroup& group, double tokens, int calls, do
   return t;
 }
 
+double CostTerms::kv_b_reread_bytes() const {
+  if (in_.traits->cpu_attention_kv_b_f32) return in_.shape->kv_b_params * 4.0;
+  const WeightGroup a = attention();
+  return a.params > 0 ? in_.shape->kv_b_params * a.bytes / a.params : 0.0;
+}
+
 Time CostTerms::attention_time(double tokens, double context, bool prefill) const {
   const ModelConfig& c = in_.shape->config;
   const EngineTraits& tr = *in_.traits;
@@ -198,7 +204,7 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
   const double nope_v = double(c.qk_nope_head_dim + c.v_head_dim);
   if (tr.cpu_vector_ops && cpu.vector_flops_per_second > 0 && absorbed) {
     // Per (token, head): q̃ = W_UKᵀ q_nope (nope axpys of `latent`) and W_UV · context (v dots),
-    // over the f32 kv_b copy; per (pair, head): a latent dot, a rope dot and a latent axpy.
+    // over kv_b; per (pair, head): a latent dot, a rope dot and a latent axpy.
     // Rows run in parallel over (token, head); kv_b is re-read for every token.
     const double parallel = std::max(1.0, std::min(tokens * heads, double(cpu.physical_cores)));
     const double eff = tr.cpu_in_engine_efficiency;
@@ -207,14 +213,14 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
     auto vector_seconds = [&](double calls, double flops) {
       return (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel / eff;
     };
-    // The copy is re-read for every token: from DRAM once it is larger than one core's L2
-    // (DeepSeek-V3: 64 MiB per layer), from cache otherwise (tiny models).
-    const double kv_b_bytes = in_.shape->kv_b_params * 4.0;
-    const bool kv_b_from_dram = tr.cpu_attention_kv_b_f32 && kv_b_bytes > double(cpu.l2_bytes);
+    // kv_b is re-read for every token: from DRAM once it is larger than one core's L2
+    // (DeepSeek-V3: 16 MiB per layer in FP8, 64 MiB as an FP32 copy), from cache otherwise.
+    const double kv_b_bytes = kv_b_reread_bytes();
+    const bool kv_b_from_dram = tr.cpu_attention_rereads_kv_b && kv_b_bytes > double(cpu.l2_bytes);
     const double dram = in_.profile->dram.read_bytes_per_second;
     if (kv_b_from_dram && cpu.vector_stream_bytes_per_second > 0) {
-      // Measured as such (cpu.vector_stream: the same axpy/dot pattern streaming from DRAM, one
-      // thread, compute included), then the pair loop in cache.
+      // Measured as such (cpu.vector_stream: the engine's axpy/dot pattern over FP8 kv_b rows
+      // streaming from DRAM, one thread, decode included), then the pair loop in cache.
       const double rate = std::min(parallel * cpu.vector_stream_bytes_per_second, dram);
       t.add(Resource::kDram, tokens * kv_b_bytes / rate / eff);
       t.add(Resource::kCpuCompute, vector_seconds(pair_calls, pair_flops));
@@ -225,10 +231,11 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
     compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
     return t;
   }
-  if (tr.cpu_attention_kv_b_f32) {
-    // The absorbed form reads an f32 copy of kv_b for every token (W_UK then W_UV per head).
-    const WeightGroup kv_b{.params = in_.shape->kv_b_params, .bytes = in_.shape->kv_b_params * 4.0, .format = WeightFormat::kF32};
-    if (cpu.dense_kernel(WeightFormat::kF32).present()) t.add(cpu_group(kv_b, tokens, 0));
+  if (tr.cpu_attention_rereads_kv_b) {
+    // The absorbed form reads kv_b for every token (W_UK then W_UV per head).
+    const WeightFormat format = tr.cpu_attention_kv_b_f32 ? WeightFormat::kF32 : weights.format;
+    const WeightGroup kv_b{.params = in_.shape->kv_b_params, .bytes = kv_b_reread_bytes(), .format = format};
+    if (cpu.dense_kernel(format).present()) t.add(cpu_group(kv_b, tokens, 0));
   }
   t.add(Resource::kCpuCompute, pairs * flops_per_pair / cpu_attention_flops_rate());
   return t;

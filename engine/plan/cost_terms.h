@@ -79,6 +79,8 @@ class CostTerms {
   WeightGroup router() const;
   WeightGroup expert() const;
   double kv_bytes_per_token_layer(bool gpu) const;
+  // Bytes of one layer's kv_b the absorbed CPU attention reads per token (its format, or FP32).
+  double kv_b_reread_bytes() const;
   double activation_bytes() const;
   bool gpu_usable() const;
   // Copies of each CPU-side expert in DRAM (one per NUMA node for engines that duplicate).

@@ -21,14 +21,15 @@ EngineTraits hetmoe_planned() {
 EngineTraits hetmoe_cpu_0() {
   // The CPU forward pass in engine/runtime today: routed experts on the packed expert kernels
   // (cpu/expert_ffn.h: all of a layer's experts in 4 parallel phases), everything else on the
-  // plain cpu::linear; absorbed MLA over an FP32 kv_b copy, FP32 router (one token per thread)
-  // and KV cache. What `hetmoe run` measures in the local validation.
+  // plain cpu::linear; absorbed MLA re-reading kv_b in the checkpoint's format per (token, head)
+  // (an FP32 copy until stop 12), FP32 router (one token per thread) and KV cache. What
+  // `hetmoe run` measures in the local validation.
   return {.name = "hetmoe-cpu-0",
           .overlap_paths = false,
           .use_gpu = false,
           .gpu_routed_experts = false,
           .upload_experts_for_prefill = false,
-          .cpu_attention_kv_b_f32 = true,
+          .cpu_attention_rereads_kv_b = true,
           .cpu_router_f32 = true,
           .cpu_vector_ops = true,
           .kv_bytes_per_value_cpu = 4,

@@ -27,7 +27,10 @@ struct EngineTraits {
   double numa_unaware_factor = 0.55;
   bool numa_duplicate_weights = false;     // every NUMA node holds its own copy of the CPU-side experts
   bool mla_kv_cache = true;                // latent cache (MLA) vs full per-head K and V
-  bool cpu_attention_kv_b_f32 = false;     // CPU attention reads an FP32 copy of kv_b (absorbed form)
+  // The absorbed CPU attention re-reads kv_b for every (token, head): in the checkpoint's format,
+  // or from an FP32 copy it keeps besides (4 bytes per parameter, in DRAM).
+  bool cpu_attention_rereads_kv_b = false;
+  bool cpu_attention_kv_b_f32 = false;
   bool cpu_router_f32 = false;             // CPU router reads an FP32 copy of the gate
   // The CPU attention core (absorbed MLA) and router are loops of single-threaded FP32 vector
   // ops (cpu::dot / axpy per head, per pair, per expert): costed with cpu.vector_* when measured.

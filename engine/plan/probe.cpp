@@ -314,30 +314,39 @@ std::pair<double, double> measure_vector_ops(const PassClock& clock) {
   return {2.0 / per_element, std::max(0.0, t64 - 64 * per_element)};
 }
 
-// The FP32 kv_b copy of today's CPU attention is streamed per (token, head) with the same ops: 128
-// cpu::axpy then 128 cpu::dot over rows of 512 floats (W_UK, W_UV). One thread runs that pattern
-// over a buffer well past the LLC: bytes per second of kv_b re-read from DRAM, compute included.
+// Today's CPU attention re-reads kv_b per (token, head) in the checkpoint's format: W_UK's 128
+// rows through cpu::axpy_weight_rows, then W_UV's 128 through cpu::dot_weight_rows, over rows of
+// 512 latent columns. One thread runs that pattern on FP8 rows (DeepSeek's format, 128×128 block
+// scales) over a buffer well past the LLC: bytes per second of kv_b re-read from DRAM, decode and
+// compute included.
 double measure_vector_stream(uint64_t buffer_bytes, double seconds, const PassClock& clock) {
   const PassClock one{.cpu_time = clock.cpu_time, .threads = 1};
   constexpr int64_t kLatent = 512, kRows = 128;
-  const int64_t blocks = std::max<int64_t>(1, int64_t(buffer_bytes / (2 * kRows * kLatent * sizeof(float))));
-  std::vector<float> w(size_t(blocks * 2 * kRows * kLatent));
-  for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 7) - 3) * 0.01f;
-  std::vector<float> acc(kLatent, 0.f), ctx(kLatent, 0.5f), q(kRows, 0.01f);
+  const int64_t blocks = std::max<int64_t>(1, int64_t(buffer_bytes / (2 * kRows * kLatent)));
+  std::vector<uint8_t> codes(size_t(blocks * 2 * kRows * kLatent));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);  // finite E4M3
+  std::vector<float> scales(size_t(blocks * 2 * (kLatent / 128)), 1e-3f);
+  const cpu::WeightMatrix w{.format = cpu::WeightFormat::kFP8Block,
+                            .data = codes.data(),
+                            .scale_inv = scales.data(),
+                            .rows = blocks * 2 * kRows,
+                            .cols = kLatent};
+  const cpu::Isa isa = cpu::active_isa();
+  std::vector<float> acc(kLatent, 0.f), ctx(kLatent, 0.5f), q(kRows, 0.01f), out(kRows);
   float sink = 0;
   std::vector<double> passes;
   const Clock::time_point start = Clock::now();
   while (int(passes.size()) < one.min_passes() || (seconds_since(start) < seconds && passes.size() < 50)) {
     const double t0 = one.now();
     for (int64_t b = 0; b < blocks; ++b) {
-      const float* wb = w.data() + size_t(b * 2 * kRows * kLatent);
-      for (int64_t d = 0; d < kRows; ++d) cpu::axpy(q[size_t(d)], wb + d * kLatent, acc.data(), kLatent);
-      for (int64_t d = 0; d < kRows; ++d) sink += cpu::dot(wb + (kRows + d) * kLatent, ctx.data(), kLatent);
+      cpu::axpy_weight_rows(q.data(), w, b * 2 * kRows, kRows, acc.data(), isa);
+      cpu::dot_weight_rows(ctx.data(), w, b * 2 * kRows + kRows, kRows, out.data(), isa);
+      sink += out[0];
     }
     passes.push_back(one.now() - t0);
   }
   if (sink == 12345.f) std::fprintf(stderr, " ");  // keep the loop
-  return double(w.size() * sizeof(float)) / one.pick(passes);
+  return double(w.bytes()) / one.pick(passes);
 }
 
 // Removes the probe's file whatever happens.
@@ -600,7 +609,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
   p.source.push_back(
       "vector_*: cpu::dot + cpu::axpy on one thread at 64 and 512 floats, t(n) = call + 2n / flops; vector_stream: 128 axpy + "
-      "128 dot over rows of 512 floats (an MLA head's f32 kv_b) cycled through 2x the LLC, one thread, bytes / s");
+      "128 dot_weight_rows over FP8 rows of 512 (an MLA head's kv_b) cycled through 2x the LLC, one thread, bytes / s");
   if (!options.skip_disk) {
     say(fmt::format("disk read bandwidth in {} ({} MiB file)", options.disk_directory.string(), options.disk_test_bytes / kMiB));
     const DiskReadResult disk = measure_disk_read(options.disk_directory, options.disk_test_bytes, options.seconds_per_test);

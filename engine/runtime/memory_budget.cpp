@@ -108,7 +108,7 @@ uint64_t non_expert_weight_bytes(const ModelWeights& weights) {
   bytes += f32(weights.final_norm);
   for (const LayerWeights& layer : weights.layers) {
     bytes += f32(layer.input_norm) + f32(layer.post_norm) + f32(layer.attention.q_a_norm) +
-             f32(layer.attention.kv_a_norm) + f32(layer.attention.kv_b_f32);
+             f32(layer.attention.kv_a_norm);
     if (layer.is_moe) bytes += f32(layer.moe.router) + f32(layer.moe.score_bias);
     // The forward pass keeps one FfnWeights view per expert (not the weights themselves).
     bytes += uint64_t(layer.moe.experts.size()) * sizeof(FfnWeights);

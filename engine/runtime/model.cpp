@@ -207,17 +207,18 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
   const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim(), nope = c.qk_nope_head_dim;
   const int64_t rope_dim = c.qk_rope_head_dim, v_dim = c.v_head_dim, latent = c.kv_lora_rank;
   const float scale = float(c.softmax_scale());
-  const float* kv_b = a.kv_b_f32.data();  // f32 [heads * (nope + v), latent]
+  // kv_b [heads * (nope + v), latent] in the checkpoint's format: head hd's W_UK is rows
+  // [hd (nope + v), + nope), its W_UV the v rows after them, decoded a few rows at a time.
+  const cpu::Isa isa = cpu::active_isa();
 
   tbb::parallel_for(int64_t(0), rows.size() * heads, [&](int64_t index) {
     const int64_t r = index / heads, hd = index % heads;
     const auto& [cache, position] = rows.rows[size_t(r)];
     const float* qh = q + (r * heads + hd) * qk;
-    const float* w_uk = kv_b + hd * (nope + v_dim) * latent;  // [nope, latent]
-    const float* w_uv = w_uk + nope * latent;                  // [v, latent]
+    const int64_t w_uk = hd * (nope + v_dim), w_uv = w_uk + nope;  // first rows in kv_b
     // q̃ = W_UKᵀ q_nope
     std::vector<float> q_latent(size_t(latent), 0.0f);
-    cpu::axpy_rows(qh, w_uk, latent, nope, q_latent.data(), latent);
+    cpu::axpy_weight_rows(qh, a.kv_b, w_uk, nope, q_latent.data(), isa);
     // Latents and rope keys of one layer are contiguous by position (kv_cache.h).
     std::vector<float> scores(static_cast<size_t>(position + 1)), rope(scores.size());
     cpu::dot_rows(q_latent.data(), cache->latent(l, 0), latent, position + 1, latent, scores.data());
@@ -227,7 +228,7 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
     std::vector<float> context_latent(size_t(latent), 0.0f);
     cpu::axpy_rows(scores.data(), cache->latent(l, 0), latent, position + 1, context_latent.data(), latent);
     float* out = context + (r * heads + hd) * v_dim;
-    cpu::dot_rows(context_latent.data(), w_uv, latent, v_dim, latent, out);
+    cpu::dot_weight_rows(context_latent.data(), a.kv_b, w_uv, v_dim, out, isa);
   });
 }
 

@@ -85,7 +85,6 @@ AttentionWeights bind_attention(const Binder& bind, const ModelConfig& c, const 
   a.kv_a_norm = bind.vector(prefix + "kv_a_layernorm.weight", c.kv_lora_rank);
   const int64_t kv_out = c.num_attention_heads * (c.qk_nope_head_dim + c.v_head_dim);
   a.kv_b = bind.matrix(prefix + "kv_b_proj.weight", kv_out, c.kv_lora_rank);
-  a.kv_b_f32 = bind.dense_f32(prefix + "kv_b_proj.weight", kv_out, c.kv_lora_rank);
   a.o = bind.matrix(prefix + "o_proj.weight", c.hidden_size, c.num_attention_heads * c.v_head_dim);
   return a;
 }

@@ -27,7 +27,6 @@ struct AttentionWeights {
   cpu::WeightMatrix kv_a;                // [kv_lora_rank + rope, hidden]
   std::vector<float> kv_a_norm;          // f32 [kv_lora_rank]
   cpu::WeightMatrix kv_b;                // [heads * (nope + v), kv_lora_rank]
-  std::vector<float> kv_b_f32;           // f32 copy of kv_b for the absorbed form
   cpu::WeightMatrix o;                   // [hidden, heads * v]
 };
 

@@ -3,6 +3,7 @@
 // invariances the forward pass relies on: a token's outputs are the same alone or in a batch
 // (on AVX-512 the decode kernel and, from 8 tokens, the prefill GEMM: same bits).
 #include "cpu/linear.h"
+#include "cpu/ops.h"
 
 #include <gtest/gtest.h>
 
@@ -118,6 +119,53 @@ TEST_P(LinearPaths, RefusesNaNWeightsNamingRowAndColumn) {
         EXPECT_NE(text.find("row " + std::to_string(row) + ", column " + std::to_string(col)), std::string::npos) << text;
         EXPECT_NE(text.find("NaN"), std::string::npos) << text;
       }
+    }
+  }
+}
+
+// The absorbed MLA attention reads kv_b rows through axpy_weight_rows / dot_weight_rows: the
+// same bits as axpy_rows / dot_rows on a dequantised f32 copy (what it used before), for row
+// ranges that start inside a scale block, chunk boundaries (8 rows at 512 columns) and rows wider
+// than the 16 KiB buffer.
+TEST_P(LinearPaths, WeightRowsMatchTheOpsOnADequantisedCopyBitwise) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  for (WeightFormat format : {WeightFormat::kFP8Block, WeightFormat::kBF16, WeightFormat::kF32}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{300, 512}, {130, 192}, {40, 100}, {9, 5000}}) {
+      const Matrix m = make_matrix(format, rows, cols, uint32_t(3 * rows + cols));
+      std::vector<float> copy(size_t(rows * cols));
+      for (int64_t r = 0; r < rows; ++r) weight_row(m.w, r, &copy[size_t(r * cols)], Isa::kScalar);
+      std::mt19937 rng(5);
+      std::normal_distribution<float> normal;
+      std::vector<float> x(static_cast<size_t>(cols)), alpha(static_cast<size_t>(rows));
+      for (auto& v : x) v = normal(rng);
+      for (auto& v : alpha) v = normal(rng);
+      for (auto [row0, count] : {std::pair<int64_t, int64_t>{0, rows}, {rows / 3, rows - rows / 3}, {rows - 1, 1}}) {
+        SCOPED_TRACE(testing::Message() << isa_name(isa) << " format " << int(format) << " " << rows << "x" << cols
+                                        << " rows " << row0 << "+" << count);
+        std::vector<float> y(static_cast<size_t>(cols)), y_copy(static_cast<size_t>(cols));
+        for (int64_t j = 0; j < cols; ++j) y[size_t(j)] = y_copy[size_t(j)] = 0.25f * float(j % 5);
+        axpy_weight_rows(alpha.data(), m.w, row0, count, y.data(), isa);
+        axpy_rows(alpha.data(), &copy[size_t(row0 * cols)], cols, count, y_copy.data(), cols, isa);
+        ASSERT_EQ(0, std::memcmp(y.data(), y_copy.data(), y.size() * sizeof(float)));
+        std::vector<float> out(static_cast<size_t>(count)), out_copy(static_cast<size_t>(count));
+        dot_weight_rows(x.data(), m.w, row0, count, out.data(), isa);
+        dot_rows(x.data(), &copy[size_t(row0 * cols)], cols, count, cols, out_copy.data(), isa);
+        ASSERT_EQ(0, std::memcmp(out.data(), out_copy.data(), out.size() * sizeof(float)));
+      }
+      if (format != WeightFormat::kFP8Block) continue;
+      // A NaN code is refused with the row named, as by linear().
+      Matrix bad = make_matrix(format, rows, cols, 11);
+      bad.bytes[size_t(5 * cols + cols / 2)] = 0xFF;
+      std::vector<float> y(static_cast<size_t>(cols)), out(static_cast<size_t>(rows));
+      for (auto call : {0, 1})
+        try {
+          if (call == 0) axpy_weight_rows(alpha.data(), bad.w, 0, rows, y.data(), isa);
+          if (call == 1) dot_weight_rows(x.data(), bad.w, 0, rows, out.data(), isa);
+          ADD_FAILURE() << "a NaN weight was accepted (call " << call << ")";
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("row 5,"), std::string::npos) << e.what();
+        }
     }
   }
 }

@@ -124,7 +124,7 @@ TEST(CostModel, StreamingIsBoundByTheDrive) {
 }
 
 TEST(CostModel, KvBIsTheWeightNotItsFp8Scales) {
-  // FP8 checkpoints also hold kv_b_proj.weight_scale_inv; the FP32 kv_b copy is the weight's size.
+  // FP8 checkpoints also hold kv_b_proj.weight_scale_inv; what the CPU attention re-reads is the weight.
   for (const std::string& path : {testing::kV3Config, testing::kV2LiteConfig}) {
     const ModelConfig c = load_model_config(path);
     const ModelShape shape = model_shape(c);

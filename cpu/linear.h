@@ -38,6 +38,10 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 // Row `row` of W as f32 (cols values) into `out`, decoded with the given kernel path.
 void weight_row(const WeightMatrix& w, int64_t row, float* out, Isa isa);
 
+// Rows [row0, row0 + count) of W as f32 (weight_row's values) into out [count, cols]; FP8 NaN
+// codes are refused (throw_fp8_nan).
+void weight_rows(const WeightMatrix& w, int64_t row0, int64_t count, float* out, Isa isa);
+
 // Rows [row0, row0 + count) of W used as the rows of axpy_rows / dot_rows (cpu/ops.h), decoded
 // a few rows at a time into an L1 buffer with weight_row's values (FP8: fp8(code) · scale, as
 // cpu::dequant_fp8_rows; BF16 and F32 exact): the same bits as those calls on a dequantised f32

@@ -1,5 +1,6 @@
 #include "engine/runtime/model.h"
 
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -201,6 +202,24 @@ void Model::attend_naive(const AttentionWeights& a, int64_t l, const Rows& rows,
   (void)latent;
 }
 
+// The absorbed form per (row block, head). A prompt's rows of one sequence go in blocks of up to
+// kAbsorbedRows: the head's W_UK and W_UV are dequantised once per block into f32 rows (the
+// values axpy_weight_rows / dot_weight_rows use), and the latent cache is walked in blocks of
+// kAbsorbedPositions positions, each shared by the block's rows while it is in L2. A decode
+// step's single row reads kv_b in place. Every (row, head) result is the same sequence of
+// operations either way — dot_rows is per-row exact, axpy_rows adds rows in order — so a token's
+// output does not depend on the batch (tested bitwise against decoding token by token).
+constexpr int64_t kAbsorbedRows = 16, kAbsorbedPositions = 64;
+
+namespace {
+
+struct AbsorbedScratch {
+  std::vector<float> w_uk, w_uv;                      // f32 [nope, latent], [v, latent]
+  std::vector<float> q_latent, scores, rope, context;  // per row of the block
+};
+
+}  // namespace
+
 void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& rows, const float* q,
                             float* context) const {
   const ModelConfig& c = weights_.config;
@@ -208,27 +227,85 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
   const int64_t rope_dim = c.qk_rope_head_dim, v_dim = c.v_head_dim, latent = c.kv_lora_rank;
   const float scale = float(c.softmax_scale());
   // kv_b [heads * (nope + v), latent] in the checkpoint's format: head hd's W_UK is rows
-  // [hd (nope + v), + nope), its W_UV the v rows after them, decoded a few rows at a time.
+  // [hd (nope + v), + nope), its W_UV the v rows after them.
   const cpu::Isa isa = cpu::active_isa();
 
-  tbb::parallel_for(int64_t(0), rows.size() * heads, [&](int64_t index) {
-    const int64_t r = index / heads, hd = index % heads;
-    const auto& [cache, position] = rows.rows[size_t(r)];
-    const float* qh = q + (r * heads + hd) * qk;
+  // Consecutive rows of one sequence, at most kAbsorbedRows per block.
+  std::vector<std::pair<int64_t, int64_t>> blocks;
+  for (int64_t begin = 0; begin < rows.size();) {
+    int64_t end = begin + 1;
+    while (end < rows.size() && end - begin < kAbsorbedRows && rows.rows[size_t(end)].cache == rows.rows[size_t(begin)].cache)
+      ++end;
+    blocks.emplace_back(begin, end);
+    begin = end;
+  }
+  tbb::enumerable_thread_specific<AbsorbedScratch> scratch;
+  tbb::parallel_for(int64_t(0), int64_t(blocks.size()) * heads, [&](int64_t index) {
+    const auto [r0, r1] = blocks[size_t(index / heads)];
+    const int64_t hd = index % heads, n = r1 - r0;
     const int64_t w_uk = hd * (nope + v_dim), w_uv = w_uk + nope;  // first rows in kv_b
+    KvCache* cache = rows.rows[size_t(r0)].cache;
+    AbsorbedScratch& s = scratch.local();
+    int64_t visible = 0;
+    for (int64_t r = r0; r < r1; ++r) visible = std::max(visible, rows.rows[size_t(r)].position + 1);
+    auto qh = [&](int64_t i) { return q + ((r0 + i) * heads + hd) * qk; };
+    auto sized = [](std::vector<float>& v, int64_t count) {
+      v.assign(size_t(count), 0.0f);
+      return v.data();
+    };
+    float* q_latent = sized(s.q_latent, n * latent);
+    float* scores = sized(s.scores, n * visible);
+    float* rope = sized(s.rope, n * visible);
+    float* context_latent = sized(s.context, n * latent);
+
     // q̃ = W_UKᵀ q_nope
-    std::vector<float> q_latent(size_t(latent), 0.0f);
-    cpu::axpy_weight_rows(qh, a.kv_b, w_uk, nope, q_latent.data(), isa);
-    // Latents and rope keys of one layer are contiguous by position (kv_cache.h).
-    std::vector<float> scores(static_cast<size_t>(position + 1)), rope(scores.size());
-    cpu::dot_rows(q_latent.data(), cache->latent(l, 0), latent, position + 1, latent, scores.data());
-    cpu::dot_rows(qh + nope, cache->rope_key(l, 0), rope_dim, position + 1, rope_dim, rope.data());
-    for (int64_t u = 0; u <= position; ++u) scores[size_t(u)] = scale * (scores[size_t(u)] + rope[size_t(u)]);
-    cpu::softmax(scores.data(), position + 1);
-    std::vector<float> context_latent(size_t(latent), 0.0f);
-    cpu::axpy_rows(scores.data(), cache->latent(l, 0), latent, position + 1, context_latent.data(), latent);
-    float* out = context + (r * heads + hd) * v_dim;
-    cpu::dot_weight_rows(context_latent.data(), a.kv_b, w_uv, v_dim, out, isa);
+    const float* uk = nullptr;
+    if (n > 1) {
+      uk = sized(s.w_uk, nope * latent);
+      cpu::weight_rows(a.kv_b, w_uk, nope, s.w_uk.data(), isa);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (uk != nullptr) {
+        cpu::axpy_rows(qh(i), uk, latent, nope, q_latent + i * latent, latent, isa);
+      } else {
+        cpu::axpy_weight_rows(qh(i), a.kv_b, w_uk, nope, q_latent + i * latent, isa);
+      }
+    }
+    // Scores over the latents and rope keys (contiguous by position, kv_cache.h), block by block.
+    for (int64_t u0 = 0; u0 < visible; u0 += kAbsorbedPositions)
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t count = std::min(u0 + kAbsorbedPositions, rows.rows[size_t(r0 + i)].position + 1) - u0;
+        if (count <= 0) continue;
+        cpu::dot_rows(q_latent + i * latent, cache->latent(l, u0), latent, count, latent, scores + i * visible + u0, isa);
+        cpu::dot_rows(qh(i) + nope, cache->rope_key(l, u0), rope_dim, count, rope_dim, rope + i * visible + u0, isa);
+      }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t seen = rows.rows[size_t(r0 + i)].position + 1;
+      float* si = scores + i * visible;
+      for (int64_t u = 0; u < seen; ++u) si[u] = scale * (si[u] + rope[i * visible + u]);
+      cpu::softmax(si, seen);
+    }
+    for (int64_t u0 = 0; u0 < visible; u0 += kAbsorbedPositions)
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t count = std::min(u0 + kAbsorbedPositions, rows.rows[size_t(r0 + i)].position + 1) - u0;
+        if (count <= 0) continue;
+        cpu::axpy_rows(scores + i * visible + u0, cache->latent(l, u0), latent, count, context_latent + i * latent,
+                       latent, isa);
+      }
+    // context = W_UV · context latent
+    const float* uv = nullptr;
+    if (n > 1) {
+      uv = sized(s.w_uv, v_dim * latent);
+      cpu::weight_rows(a.kv_b, w_uv, v_dim, s.w_uv.data(), isa);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      float* out = context + ((r0 + i) * heads + hd) * v_dim;
+      if (uv != nullptr) {
+        cpu::dot_rows(context_latent + i * latent, uv, latent, v_dim, latent, out, isa);
+      } else {
+        cpu::dot_weight_rows(context_latent + i * latent, a.kv_b, w_uv, v_dim, out, isa);
+      }
+    }
   });
 }
 

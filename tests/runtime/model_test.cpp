@@ -76,6 +76,27 @@ TEST(Model, PrefillThenDecodeEqualsOnePrefill) {
   EXPECT_EQ(max_abs_diff(full, stepwise), 0.0) << "rows are computed independently of how they are batched";
 }
 
+// A prompt long enough for several row blocks and latent blocks of the absorbed attention
+// (16 rows, 64 positions): the same bits as decoding its tail token by token.
+TEST(Model, LongPrefillEqualsDecodingTokenByToken) {
+  const Model& model = tiny_model();
+  std::vector<int32_t> ids(150);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 1000);
+  const auto full = prefill_logits(model, ids);
+  KvCache cache(model.config(), int64_t(ids.size()));
+  std::vector<float> logits, stepwise;
+  const size_t split = 70;
+  SequenceStep first{&cache, std::span(ids).first(split), true, &logits};
+  model.forward(std::span(&first, 1));
+  stepwise = logits;
+  for (size_t t = split; t < ids.size(); ++t) {
+    SequenceStep step{&cache, std::span(ids).subspan(t, 1), false, &logits};
+    model.forward(std::span(&step, 1));
+    stepwise.insert(stepwise.end(), logits.begin(), logits.end());
+  }
+  EXPECT_EQ(max_abs_diff(full, stepwise), 0.0);
+}
+
 TEST(Model, BatchGivesTheSameTokensAsSequencesAlone) {
   const Model& model = tiny_model();
   std::vector<GenerationRequest> requests = {

@@ -208,33 +208,101 @@ void Model::attend_naive(const AttentionWeights& a, int64_t l, const Rows& rows,
 // kAbsorbedPositions positions, each shared by the block's rows while it is in L2. A decode
 // step's single row reads kv_b in place. Every (row, head) result is the same sequence of
 // operations either way — dot_rows is per-row exact, axpy_rows adds rows in order — so a token's
-// output does not depend on the batch (tested bitwise against decoding token by token).
-constexpr int64_t kAbsorbedRows = 16, kAbsorbedPositions = 64;
-
+// output does not depend on the batch (Model.LongPrefillEqualsDecodingTokenByToken).
 namespace {
+
+constexpr int64_t kAbsorbedRows = 16, kAbsorbedPositions = 64;
 
 struct AbsorbedScratch {
   std::vector<float> w_uk, w_uv;                      // f32 [nope, latent], [v, latent]
   std::vector<float> q_latent, scores, rope, context;  // per row of the block
+  int64_t positions[kAbsorbedRows];
 };
+
+// One (row block, head) task: rows of one sequence at `positions`.
+struct AbsorbedTask {
+  const ModelConfig& c;
+  const cpu::WeightMatrix& kv_b;  // [heads * (nope + v), latent]; head hd's W_UK, then its W_UV
+  const KvCache& cache;
+  int64_t layer, head, rows, visible;  // visible = 1 + the block's last position
+  const float* q;                      // the first row's q of this head; rows q_stride apart
+  int64_t q_stride;
+  cpu::Isa isa;
+  AbsorbedScratch& s;
+
+  int64_t w_uk() const { return head * (c.qk_nope_head_dim + c.v_head_dim); }
+  int64_t w_uv() const { return w_uk() + c.qk_nope_head_dim; }
+  // Positions [u0, u0 + kAbsorbedPositions) row i sees.
+  int64_t seen(int64_t i, int64_t u0) const { return std::min(u0 + kAbsorbedPositions, s.positions[i] + 1) - u0; }
+};
+
+float* zeroed(std::vector<float>& v, int64_t count) {
+  v.assign(size_t(count), 0.0f);
+  return v.data();
+}
+
+// q̃ = W_UKᵀ q_nope per row into s.q_latent.
+void absorb_queries(const AbsorbedTask& t) {
+  const int64_t nope = t.c.qk_nope_head_dim, latent = t.c.kv_lora_rank;
+  float* q_latent = zeroed(t.s.q_latent, t.rows * latent);
+  if (t.rows == 1) return cpu::axpy_weight_rows(t.q, t.kv_b, t.w_uk(), nope, q_latent, t.isa);
+  cpu::weight_rows(t.kv_b, t.w_uk(), nope, zeroed(t.s.w_uk, nope * latent), t.isa);
+  for (int64_t i = 0; i < t.rows; ++i)
+    cpu::axpy_rows(t.q + i * t.q_stride, t.s.w_uk.data(), latent, nope, q_latent + i * latent, latent, t.isa);
+}
+
+// Softmax of scale · (q̃ · latent + q_rope · rope key) over the positions each row sees, into
+// s.scores (rows `visible` apart); latents and rope keys are contiguous by position (kv_cache.h).
+void attention_weights(const AbsorbedTask& t) {
+  const int64_t nope = t.c.qk_nope_head_dim, rope_dim = t.c.qk_rope_head_dim, latent = t.c.kv_lora_rank;
+  float* scores = zeroed(t.s.scores, t.rows * t.visible);
+  float* rope = zeroed(t.s.rope, t.rows * t.visible);
+  for (int64_t u0 = 0; u0 < t.visible; u0 += kAbsorbedPositions)
+    for (int64_t i = 0; i < t.rows; ++i) {
+      const int64_t count = t.seen(i, u0);
+      if (count <= 0) continue;
+      cpu::dot_rows(&t.s.q_latent[size_t(i * latent)], t.cache.latent(t.layer, u0), latent, count, latent,
+                    scores + i * t.visible + u0, t.isa);
+      cpu::dot_rows(t.q + i * t.q_stride + nope, t.cache.rope_key(t.layer, u0), rope_dim, count, rope_dim,
+                    rope + i * t.visible + u0, t.isa);
+    }
+  const float scale = float(t.c.softmax_scale());
+  for (int64_t i = 0; i < t.rows; ++i) {
+    float* si = scores + i * t.visible;
+    for (int64_t u = 0; u <= t.s.positions[i]; ++u) si[u] = scale * (si[u] + rope[i * t.visible + u]);
+    cpu::softmax(si, t.s.positions[i] + 1);
+  }
+}
+
+// context = W_UV · Σ_u weight_u · latent_u per row, into out (rows out_stride apart).
+void weighted_context(const AbsorbedTask& t, float* out, int64_t out_stride) {
+  const int64_t v_dim = t.c.v_head_dim, latent = t.c.kv_lora_rank;
+  float* context_latent = zeroed(t.s.context, t.rows * latent);
+  for (int64_t u0 = 0; u0 < t.visible; u0 += kAbsorbedPositions)
+    for (int64_t i = 0; i < t.rows; ++i) {
+      const int64_t count = t.seen(i, u0);
+      if (count > 0)
+        cpu::axpy_rows(&t.s.scores[size_t(i * t.visible + u0)], t.cache.latent(t.layer, u0), latent, count,
+                       context_latent + i * latent, latent, t.isa);
+    }
+  if (t.rows == 1) return cpu::dot_weight_rows(context_latent, t.kv_b, t.w_uv(), v_dim, out, t.isa);
+  cpu::weight_rows(t.kv_b, t.w_uv(), v_dim, zeroed(t.s.w_uv, v_dim * latent), t.isa);
+  for (int64_t i = 0; i < t.rows; ++i)
+    cpu::dot_rows(context_latent + i * latent, t.s.w_uv.data(), latent, v_dim, latent, out + i * out_stride, t.isa);
+}
 
 }  // namespace
 
 void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& rows, const float* q,
                             float* context) const {
   const ModelConfig& c = weights_.config;
-  const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim(), nope = c.qk_nope_head_dim;
-  const int64_t rope_dim = c.qk_rope_head_dim, v_dim = c.v_head_dim, latent = c.kv_lora_rank;
-  const float scale = float(c.softmax_scale());
-  // kv_b [heads * (nope + v), latent] in the checkpoint's format: head hd's W_UK is rows
-  // [hd (nope + v), + nope), its W_UV the v rows after them.
-  const cpu::Isa isa = cpu::active_isa();
-
+  const int64_t heads = c.num_attention_heads, qk = c.qk_head_dim(), v_dim = c.v_head_dim;
   // Consecutive rows of one sequence, at most kAbsorbedRows per block.
   std::vector<std::pair<int64_t, int64_t>> blocks;
   for (int64_t begin = 0; begin < rows.size();) {
     int64_t end = begin + 1;
-    while (end < rows.size() && end - begin < kAbsorbedRows && rows.rows[size_t(end)].cache == rows.rows[size_t(begin)].cache)
+    while (end < rows.size() && end - begin < kAbsorbedRows &&
+           rows.rows[size_t(end)].cache == rows.rows[size_t(begin)].cache)
       ++end;
     blocks.emplace_back(begin, end);
     begin = end;
@@ -242,70 +310,19 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
   tbb::enumerable_thread_specific<AbsorbedScratch> scratch;
   tbb::parallel_for(int64_t(0), int64_t(blocks.size()) * heads, [&](int64_t index) {
     const auto [r0, r1] = blocks[size_t(index / heads)];
-    const int64_t hd = index % heads, n = r1 - r0;
-    const int64_t w_uk = hd * (nope + v_dim), w_uv = w_uk + nope;  // first rows in kv_b
-    KvCache* cache = rows.rows[size_t(r0)].cache;
+    const int64_t hd = index % heads;
     AbsorbedScratch& s = scratch.local();
     int64_t visible = 0;
-    for (int64_t r = r0; r < r1; ++r) visible = std::max(visible, rows.rows[size_t(r)].position + 1);
-    auto qh = [&](int64_t i) { return q + ((r0 + i) * heads + hd) * qk; };
-    auto sized = [](std::vector<float>& v, int64_t count) {
-      v.assign(size_t(count), 0.0f);
-      return v.data();
-    };
-    float* q_latent = sized(s.q_latent, n * latent);
-    float* scores = sized(s.scores, n * visible);
-    float* rope = sized(s.rope, n * visible);
-    float* context_latent = sized(s.context, n * latent);
-
-    // q̃ = W_UKᵀ q_nope
-    const float* uk = nullptr;
-    if (n > 1) {
-      uk = sized(s.w_uk, nope * latent);
-      cpu::weight_rows(a.kv_b, w_uk, nope, s.w_uk.data(), isa);
+    for (int64_t r = r0; r < r1; ++r) {
+      s.positions[r - r0] = rows.rows[size_t(r)].position;
+      visible = std::max(visible, s.positions[r - r0] + 1);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      if (uk != nullptr) {
-        cpu::axpy_rows(qh(i), uk, latent, nope, q_latent + i * latent, latent, isa);
-      } else {
-        cpu::axpy_weight_rows(qh(i), a.kv_b, w_uk, nope, q_latent + i * latent, isa);
-      }
-    }
-    // Scores over the latents and rope keys (contiguous by position, kv_cache.h), block by block.
-    for (int64_t u0 = 0; u0 < visible; u0 += kAbsorbedPositions)
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t count = std::min(u0 + kAbsorbedPositions, rows.rows[size_t(r0 + i)].position + 1) - u0;
-        if (count <= 0) continue;
-        cpu::dot_rows(q_latent + i * latent, cache->latent(l, u0), latent, count, latent, scores + i * visible + u0, isa);
-        cpu::dot_rows(qh(i) + nope, cache->rope_key(l, u0), rope_dim, count, rope_dim, rope + i * visible + u0, isa);
-      }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t seen = rows.rows[size_t(r0 + i)].position + 1;
-      float* si = scores + i * visible;
-      for (int64_t u = 0; u < seen; ++u) si[u] = scale * (si[u] + rope[i * visible + u]);
-      cpu::softmax(si, seen);
-    }
-    for (int64_t u0 = 0; u0 < visible; u0 += kAbsorbedPositions)
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t count = std::min(u0 + kAbsorbedPositions, rows.rows[size_t(r0 + i)].position + 1) - u0;
-        if (count <= 0) continue;
-        cpu::axpy_rows(scores + i * visible + u0, cache->latent(l, u0), latent, count, context_latent + i * latent,
-                       latent, isa);
-      }
-    // context = W_UV · context latent
-    const float* uv = nullptr;
-    if (n > 1) {
-      uv = sized(s.w_uv, v_dim * latent);
-      cpu::weight_rows(a.kv_b, w_uv, v_dim, s.w_uv.data(), isa);
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      float* out = context + ((r0 + i) * heads + hd) * v_dim;
-      if (uv != nullptr) {
-        cpu::dot_rows(context_latent + i * latent, uv, latent, v_dim, latent, out, isa);
-      } else {
-        cpu::dot_weight_rows(context_latent + i * latent, a.kv_b, w_uv, v_dim, out, isa);
-      }
-    }
+    const AbsorbedTask task{.c = c, .kv_b = a.kv_b, .cache = *rows.rows[size_t(r0)].cache, .layer = l, .head = hd,
+                            .rows = r1 - r0, .visible = visible, .q = q + (r0 * heads + hd) * qk,
+                            .q_stride = heads * qk, .isa = cpu::active_isa(), .s = s};
+    absorb_queries(task);
+    attention_weights(task);
+    weighted_context(task, context + (r0 * heads + hd) * v_dim, heads * v_dim);
   });
 }
 

@@ -18,6 +18,7 @@
 #include <tbb/parallel_for.h>
 
 #include "cpu/fp8_avx512.h"
+#include "cpu/lanes_avx512.h"
 #include "cpu/linear.h"
 
 namespace hetmoe::cpu::kernels {
@@ -435,12 +436,7 @@ void dot_fp8_rows_avx512(const float* x, const WeightMatrix& w, int64_t row0, in
     if (nan != 0) throw_fp8_nan(w, row0 + r);
     __m512 lanes[4];
     from_chunk_order(acc, lanes);
-    // dot's fixed tree (cpu/ops_avx512.cpp): lane j += lane j + width for width 32, 16, …, 1.
-    const __m512 v16 = _mm512_add_ps(_mm512_add_ps(lanes[0], lanes[2]), _mm512_add_ps(lanes[1], lanes[3]));
-    const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v16), _mm512_extractf32x8_ps(v16, 1));
-    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
-    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-    out[r] = _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+    out[r] = sum_64_lanes(lanes);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cpu/lanes_avx512.h"
 #include "cpu/ops.h"
 
 namespace hetmoe::cpu::kernels {
@@ -32,14 +33,7 @@ void dots(const float* x, const float* const* rows, int64_t n, float* out) {
       acc[r][k] = _mm512_mask_add_ps(acc[r][k], mask, acc[r][k], product);
     }
   }
-  // lane j += lane j + width for width 32, 16, 8, 4, 2, 1.
-  for (int r = 0; r < R; ++r) {
-    const __m512 v16 = _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][2]), _mm512_add_ps(acc[r][1], acc[r][3]));
-    const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(v16), _mm512_extractf32x8_ps(v16, 1));
-    const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
-    const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
-    out[r] = _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
-  }
+  for (int r = 0; r < R; ++r) out[r] = sum_64_lanes(acc[r]);
 }
 
 }  // namespace

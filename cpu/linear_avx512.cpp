@@ -56,21 +56,35 @@ inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
 // codes instead of 6 per 16). Its vectors hold the columns in an even/odd order, so x is permuted
 // the same way (permute_x_fp8) and blk = Σ fma(w, x, blk) visits the same products in a fixed order.
 
+// Natural 64 floats from 4 vectors in decode_fp8_64's order (the inverse of permute_x_fp8).
+inline void from_chunk_order(const __m512 v[4], __m512 out[4]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  out[0] = _mm512_permutex2var_ps(v[0], lo, v[2]);
+  out[1] = _mm512_permutex2var_ps(v[0], hi, v[2]);
+  out[2] = _mm512_permutex2var_ps(v[1], lo, v[3]);
+  out[3] = _mm512_permutex2var_ps(v[1], hi, v[3]);
+}
+inline void to_chunk_order(const __m512 v[4], __m512 out[4]) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  out[0] = _mm512_permutex2var_ps(v[0], even, v[1]);
+  out[1] = _mm512_permutex2var_ps(v[2], even, v[3]);
+  out[2] = _mm512_permutex2var_ps(v[0], odd, v[1]);
+  out[3] = _mm512_permutex2var_ps(v[2], odd, v[3]);
+}
+
 // One token's x in the FP8 chunk order: each full 64-column chunk of a column block permuted as
 // decode_fp8_64's vectors, the block's last < 64 columns in order (they take the 16-wide path).
 void permute_x_fp8(const float* x, int64_t cols, int64_t block, float* out) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   for (int64_t b0 = 0; b0 < cols; b0 += block) {
     const int64_t b1 = std::min(cols, b0 + block);
     int64_t k = b0;
     for (; k + 64 <= b1; k += 64) {
-      const __m512 a = _mm512_loadu_ps(x + k), b = _mm512_loadu_ps(x + k + 16);
-      const __m512 c = _mm512_loadu_ps(x + k + 32), d = _mm512_loadu_ps(x + k + 48);
-      _mm512_storeu_ps(out + k, _mm512_permutex2var_ps(a, even, b));
-      _mm512_storeu_ps(out + k + 16, _mm512_permutex2var_ps(c, even, d));
-      _mm512_storeu_ps(out + k + 32, _mm512_permutex2var_ps(a, odd, b));
-      _mm512_storeu_ps(out + k + 48, _mm512_permutex2var_ps(c, odd, d));
+      __m512 natural[4], chunk[4];
+      for (int q = 0; q < 4; ++q) natural[q] = _mm512_loadu_ps(x + k + 16 * q);
+      to_chunk_order(natural, chunk);
+      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + k + 16 * q, chunk[q]);
     }
     std::copy(x + k, x + b1, out + k);
   }
@@ -362,24 +376,6 @@ void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 // only moves elements between lanes: axpy's y is loaded into it and stored back out of it, dot's
 // 64 lane sums are moved back to their natural lanes before the tail and the fixed tree.
 
-// Natural 64 floats from 4 vectors in decode_fp8_64's order (the inverse of permute_x_fp8).
-inline void from_chunk_order(const __m512 v[4], __m512 out[4]) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  out[0] = _mm512_permutex2var_ps(v[0], lo, v[2]);
-  out[1] = _mm512_permutex2var_ps(v[0], hi, v[2]);
-  out[2] = _mm512_permutex2var_ps(v[1], lo, v[3]);
-  out[3] = _mm512_permutex2var_ps(v[1], hi, v[3]);
-}
-inline void to_chunk_order(const __m512 v[4], __m512 out[4]) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  out[0] = _mm512_permutex2var_ps(v[0], even, v[1]);
-  out[1] = _mm512_permutex2var_ps(v[2], even, v[3]);
-  out[2] = _mm512_permutex2var_ps(v[0], odd, v[1]);
-  out[3] = _mm512_permutex2var_ps(v[2], odd, v[3]);
-}
-
 // The 64 weights of `row` at column k (a multiple of 64 inside one scale block), as f32 in chunk
 // order; NaN codes are ORed into `nan`.
 inline void fp8_weights_64(const WeightMatrix& w, int64_t row, int64_t k, __m512 out[4], __mmask64& nan) {
@@ -409,20 +405,24 @@ void axpy_fp8_rows_avx512(const float* alpha, const WeightMatrix& w, int64_t row
       const __m512 a = _mm512_set1_ps(alpha[r]);
       for (int q = 0; q < 4; ++q) acc[q] = _mm512_add_ps(acc[q], _mm512_mul_ps(a, wv[q]));
     }
-    if (nan != 0)
-      for (int64_t r = 0; r < count; ++r) {
-        __mmask64 row_nan = 0;
-        for (int64_t k = 0; k < w.cols; k += 64) row_nan |= fp8_nan_64(static_cast<const uint8_t*>(w.data) + (row0 + r) * w.cols + k);
-        if (row_nan != 0) throw_fp8_nan(w, row0 + r);
-      }
+    if (nan != 0)  // name the first row holding one in this chunk
+      for (int64_t r = 0; r < count; ++r)
+        if (fp8_nan_64(static_cast<const uint8_t*>(w.data) + (row0 + r) * w.cols + j0) != 0) throw_fp8_nan(w, row0 + r);
     from_chunk_order(acc, natural);
     for (int q = 0; q < 4; ++q) _mm512_storeu_ps(y + j0 + 16 * q, natural[q]);
   }
 }
 
 void dot_fp8_rows_avx512(const float* x, const WeightMatrix& w, int64_t row0, int64_t count, float* out) {
-  std::vector<float> permuted(size_t(w.cols));
-  permute_x_fp8(x, w.cols, w.block, permuted.data());
+  // x in chunk order: on the stack for kv_b's 512 columns (called per head and token), else on the heap.
+  alignas(64) float local[1024];
+  std::vector<float> heap;
+  float* permuted = local;
+  if (w.cols > 1024) {
+    heap.resize(size_t(w.cols));
+    permuted = heap.data();
+  }
+  permute_x_fp8(x, w.cols, w.block, permuted);
   for (int64_t r = 0; r < count; ++r) {
     __m512 acc[4];
     for (int q = 0; q < 4; ++q) acc[q] = _mm512_setzero_ps();
@@ -431,7 +431,7 @@ void dot_fp8_rows_avx512(const float* x, const WeightMatrix& w, int64_t row0, in
       __m512 wv[4];
       fp8_weights_64(w, row0 + r, k, wv, nan);
       for (int q = 0; q < 4; ++q)
-        acc[q] = _mm512_add_ps(acc[q], _mm512_mul_ps(_mm512_loadu_ps(permuted.data() + k + 16 * q), wv[q]));
+        acc[q] = _mm512_add_ps(acc[q], _mm512_mul_ps(_mm512_loadu_ps(permuted + k + 16 * q), wv[q]));
     }
     if (nan != 0) throw_fp8_nan(w, row0 + r);
     __m512 lanes[4];

@@ -59,33 +59,10 @@ TEST(Model, AbsorbedAndNaiveAttentionAgree) {
   EXPECT_GT(std::inner_product(absorbed.begin(), absorbed.end(), absorbed.begin(), 0.0), 1.0);  // not all zero
 }
 
-TEST(Model, PrefillThenDecodeEqualsOnePrefill) {
-  const Model& model = tiny_model();
-  const auto full = prefill_logits(model, kIds);
-  KvCache cache(model.config(), int64_t(kIds.size()));
-  std::vector<float> logits, stepwise;
-  const size_t split = 5;
-  SequenceStep first{&cache, std::span(kIds).first(split), true, &logits};
-  model.forward(std::span(&first, 1));
-  stepwise = logits;
-  for (size_t t = split; t < kIds.size(); ++t) {
-    SequenceStep step{&cache, std::span(kIds).subspan(t, 1), false, &logits};
-    model.forward(std::span(&step, 1));
-    stepwise.insert(stepwise.end(), logits.begin(), logits.end());
-  }
-  EXPECT_EQ(max_abs_diff(full, stepwise), 0.0) << "rows are computed independently of how they are batched";
-}
-
-// A prompt long enough for several row blocks and latent blocks of the absorbed attention
-// (16 rows, 64 positions): the same bits as decoding its tail token by token.
-TEST(Model, LongPrefillEqualsDecodingTokenByToken) {
-  const Model& model = tiny_model();
-  std::vector<int32_t> ids(150);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 1000);
-  const auto full = prefill_logits(model, ids);
+// The logits of a prefill of ids[0, split) followed by decoding the rest one token at a time.
+std::vector<float> prefill_then_decode_logits(const Model& model, const std::vector<int32_t>& ids, size_t split) {
   KvCache cache(model.config(), int64_t(ids.size()));
   std::vector<float> logits, stepwise;
-  const size_t split = 70;
   SequenceStep first{&cache, std::span(ids).first(split), true, &logits};
   model.forward(std::span(&first, 1));
   stepwise = logits;
@@ -94,7 +71,22 @@ TEST(Model, LongPrefillEqualsDecodingTokenByToken) {
     model.forward(std::span(&step, 1));
     stepwise.insert(stepwise.end(), logits.begin(), logits.end());
   }
-  EXPECT_EQ(max_abs_diff(full, stepwise), 0.0);
+  return stepwise;
+}
+
+TEST(Model, PrefillThenDecodeEqualsOnePrefill) {
+  const Model& model = tiny_model();
+  EXPECT_EQ(max_abs_diff(prefill_logits(model, kIds), prefill_then_decode_logits(model, kIds, 5)), 0.0)
+      << "rows are computed independently of how they are batched";
+}
+
+// A prompt long enough for several row blocks and latent blocks of the absorbed attention
+// (16 rows, 64 positions): the same bits as decoding its tail token by token.
+TEST(Model, LongPrefillEqualsDecodingTokenByToken) {
+  const Model& model = tiny_model();
+  std::vector<int32_t> ids(150);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 1000);
+  EXPECT_EQ(max_abs_diff(prefill_logits(model, ids), prefill_then_decode_logits(model, ids, 70)), 0.0);
 }
 
 TEST(Model, BatchGivesTheSameTokensAsSequencesAlone) {

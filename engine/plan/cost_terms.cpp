@@ -132,12 +132,13 @@ double CostTerms::cpu_byte_rate(WeightFormat format, Resource* limiter, bool exp
   return rate * in_.traits->cpu_in_engine_efficiency;
 }
 
-double CostTerms::cpu_flops_rate(const WeightGroup& group, bool expert) const {
+double CostTerms::cpu_flops_rate(const WeightGroup& group, bool expert, bool small_batch) const {
   const CpuKernelRate& k = cpu_kernel(group.format, expert);
   const double efficiency = in_.traits->cpu_in_engine_efficiency;
   if (in_.traits->prefill_as_gemv && group.bytes > 0)
     return k.decode_weight_bytes_per_second * 2.0 * group.params / group.bytes * efficiency;
-  return k.prefill_flops_per_second * in_.traits->cpu_prefill_efficiency * efficiency;
+  const double rate = small_batch ? k.small_batch_rate() : k.prefill_flops_per_second;
+  return rate * in_.traits->cpu_prefill_efficiency * efficiency;
 }
 
 double CostTerms::cpu_attention_flops_rate() const {
@@ -164,7 +165,11 @@ Time CostTerms::cpu_group(const WeightGroup& group, double tokens, int calls, do
   const double byte_rate = cpu_byte_rate(group.format, &limiter) * std::clamp(thread_share, 1e-3, 1.0);
   Time t;
   t.add(limiter, group.bytes / byte_rate);
-  if (tokens > 1) t.add(Resource::kCpuCompute, 2.0 * (tokens - 1) * group.params / cpu_flops_rate(group));
+  // Tokens 2..kSmallBatchTokens at the small-batch rate, the rest at the GEMM rate (§3.2).
+  const double small = std::clamp(tokens, 1.0, double(kSmallBatchTokens)) - 1.0;
+  const double large = std::max(0.0, tokens - double(kSmallBatchTokens));
+  if (small > 0) t.add(Resource::kCpuCompute, 2.0 * small * group.params / cpu_flops_rate(group, false, true));
+  if (large > 0) t.add(Resource::kCpuCompute, 2.0 * large * group.params / cpu_flops_rate(group, false, false));
   t.add(Resource::kOverhead, double(calls) * in_.profile->cpu.kernel_call_overhead_seconds);
   return t;
 }
@@ -269,15 +274,18 @@ ExpertCost CostTerms::expert_cost(double p, double tokens) const {
   cost.touch = touch_probability(p, tokens);
   if (cost.touch <= 0) return cost;
   // Expected CPU time: the weights are read when the expert is touched; every token beyond the
-  // first adds its FLOPs (E[(n − 1)·1{n > 0}] = tokens·p − touch).
+  // first adds its FLOPs (E[(n − 1)·1{n > 0}] = tokens·p − touch), tokens 2..kSmallBatchTokens
+  // at the small-batch rate (E[min(n, S)] − touch of them), the rest at the GEMM rate.
   Resource limiter = Resource::kDram;
   const bool supported = in_.traits->experts_on_dense_kernels ? in_.profile->cpu.dense_kernel(e.format).present()
                                                               : in_.profile->cpu.kernel(e.format).present();
   if (supported) {
     const double byte_rate = cpu_byte_rate(e.format, &limiter, true);
     cost.cpu.add(limiter, cost.touch * e.bytes / byte_rate);
-    const double extra_tokens = std::max(0.0, tokens * p - cost.touch);
-    if (extra_tokens > 0) cost.cpu.add(Resource::kCpuCompute, 2.0 * extra_tokens * e.params / cpu_flops_rate(e, true));
+    const double capped = expected_min_tokens(p, tokens, kSmallBatchTokens);
+    const double small = std::max(0.0, capped - cost.touch), large = std::max(0.0, tokens * p - capped);
+    if (small > 0) cost.cpu.add(Resource::kCpuCompute, 2.0 * small * e.params / cpu_flops_rate(e, true, true));
+    if (large > 0) cost.cpu.add(Resource::kCpuCompute, 2.0 * large * e.params / cpu_flops_rate(e, true, false));
     cost.cpu.add(Resource::kOverhead, cost.touch * double(in_.traits->kernel_calls_per_expert) *
                                           in_.profile->cpu.kernel_call_overhead_seconds);
     cost.cpu_supported = true;

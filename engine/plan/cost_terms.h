@@ -18,6 +18,24 @@ inline double touch_probability(double p, double tokens) {
   return -std::expm1(tokens * std::log1p(-p));
 }
 
+// E[min(n, cap)] for the tokens n ~ Binomial(tokens, p) of a step that an expert chosen with
+// per-token probability p receives: Σ_{j<cap} P(n > j). With E[n·1{n>0}] = tokens·p and
+// P(n > 0) = touch_probability, it splits a step's extra tokens into those on the kernels'
+// small-batch paths (2..cap) and the rest (docs/PLANNER.md §3.3). `tokens` may be fractional
+// (the generalised binomial pmf is used).
+inline double expected_min_tokens(double p, double tokens, int cap) {
+  if (p >= 1.0) return std::min(tokens, double(cap));
+  if (p <= 0.0 || tokens <= 0.0) return 0.0;
+  double pmf = std::exp(tokens * std::log1p(-p));  // P(n = 0)
+  double at_most = 0, sum = 0;
+  for (int j = 0; j < cap; ++j) {
+    at_most += pmf;  // P(n <= j)
+    sum += std::max(0.0, 1.0 - at_most);
+    pmf = tokens - j > 0 ? pmf * (tokens - j) / (j + 1) * p / (1.0 - p) : 0.0;
+  }
+  return sum;
+}
+
 // Seconds with the resource each was spent on.
 struct Time {
   double seconds = 0;
@@ -107,7 +125,9 @@ class CostTerms {
   // `expert`: the routed-expert kernels (cpu.kernels), else the dense ones (cpu.dense_kernels).
   const CpuKernelRate& cpu_kernel(WeightFormat format, bool expert) const;
   double cpu_byte_rate(WeightFormat format, Resource* limiter, bool expert = false) const;
-  double cpu_flops_rate(const WeightGroup& group, bool expert = false) const;
+  // The marginal FLOP rate of a token beyond the first: on the small-batch paths (the first
+  // kSmallBatchTokens tokens) or the GEMM (the rest).
+  double cpu_flops_rate(const WeightGroup& group, bool expert, bool small_batch) const;
   double cpu_attention_flops_rate() const;
   double gpu_flops_rate(WeightFormat format) const;
 

@@ -127,6 +127,7 @@ int parse_kernels(const json& value, const std::string& path, const std::string&
     ObjectReader k(kernels.raw(name), path + "." + name, origin);
     rates[f].decode_weight_bytes_per_second = k.positive("decode_weight_bytes_per_second", true);
     rates[f].prefill_flops_per_second = k.positive("prefill_flops_per_second", true);
+    rates[f].small_batch_flops_per_second = k.positive("small_batch_flops_per_second", false);
     k.text("source");
     k.finish();
     ++present;
@@ -265,8 +266,10 @@ json hardware_profile_to_json(const HardwareProfile& p) {
     json kernels = json::object();
     for (int f = 0; f < kWeightFormatCount; ++f) {
       if (!rates[f].present()) continue;
-      kernels[std::string(kFormatNames[f])] = {{"decode_weight_bytes_per_second", rates[f].decode_weight_bytes_per_second},
-                                               {"prefill_flops_per_second", rates[f].prefill_flops_per_second}};
+      json& k = kernels[std::string(kFormatNames[f])];
+      k = {{"decode_weight_bytes_per_second", rates[f].decode_weight_bytes_per_second},
+           {"prefill_flops_per_second", rates[f].prefill_flops_per_second}};
+      if (rates[f].small_batch_flops_per_second > 0) k["small_batch_flops_per_second"] = rates[f].small_batch_flops_per_second;
     }
     return kernels;
   };

@@ -26,14 +26,21 @@ WeightFormat parse_weight_format(std::string_view name);
 // f32 scale per row and group of 128 (8.25 / 4.25 bits), BF16, F32.
 double weight_format_bits(WeightFormat format);
 
-// A CPU kernel's speed for one weight format, as a linear cost model of one weight matrix
-// with P parameters taking B bytes, run over n tokens:
-//   t(n) = B / decode_weight_bytes_per_second + 2·(n−1)·P / prefill_flops_per_second
-// so t(1) is the decode (GEMV) time and the slope is the GEMM rate (docs/PLANNER.md §3).
+// A CPU kernel's speed for one weight format, as a piecewise-linear cost model of one weight
+// matrix with P parameters taking B bytes, run over n tokens (S = kSmallBatchTokens):
+//   t(n) = B / decode_weight_bytes_per_second
+//        + 2·(min(n, S)−1)·P / small_batch_flops_per_second + 2·max(n−S, 0)·P / prefill_flops_per_second
+// so t(1) is the decode (GEMV) time, the first tokens after it cost what the kernels' small-batch
+// paths take, and the rest the GEMM rate (docs/PLANNER.md §3.2). Without a small-batch rate
+// (hand-written profiles, older probes) the GEMM rate applies from the second token.
+inline constexpr int kSmallBatchTokens = 4;
 struct CpuKernelRate {
   double decode_weight_bytes_per_second = 0;  // weight bytes consumed per second at 1 token
-  double prefill_flops_per_second = 0;        // marginal FLOP/s per extra token
+  double prefill_flops_per_second = 0;        // marginal FLOP/s per extra token beyond kSmallBatchTokens
+  double small_batch_flops_per_second = 0;    // marginal FLOP/s per extra token up to kSmallBatchTokens; 0: absent
   bool present() const { return decode_weight_bytes_per_second > 0 && prefill_flops_per_second > 0; }
+  // The marginal rate of tokens 2..kSmallBatchTokens.
+  double small_batch_rate() const { return small_batch_flops_per_second > 0 ? small_batch_flops_per_second : prefill_flops_per_second; }
 };
 
 struct CpuProfile {

@@ -213,8 +213,11 @@ CpuKernelRate measure_kernel(cpu::WeightFormat format, uint64_t working_set_byte
   }
   const MatrixSet small = make_matrices(format, 1);
   const double t1 = pass_seconds(small, 1, seconds / 4, clock);
+  const double ts = pass_seconds(small, kSmallBatchTokens, seconds / 4, clock);
   const double tn = pass_seconds(small, kTokens, seconds, clock);
-  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * small.params / std::max(tn - t1, 1e-9);
+  rate.small_batch_flops_per_second = 2.0 * double(kSmallBatchTokens - 1) * small.params / std::max(ts - t1, 1e-9);
+  rate.prefill_flops_per_second =
+      2.0 * double(kTokens - kSmallBatchTokens) * small.params / std::max(tn - ts, 1e-9);
   return rate;
 }
 
@@ -265,11 +268,12 @@ CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_s
     }
     return clock.pick(passes);
   };
-  const double t1 = pass_seconds(1), tn = pass_seconds(kTokens);
+  const double t1 = pass_seconds(1), ts = pass_seconds(kSmallBatchTokens), tn = pass_seconds(kTokens);
   const double params = 3.0 * double(kHidden) * double(kInter) * double(experts);
   CpuKernelRate rate;
   rate.decode_weight_bytes_per_second = double(expert_bytes) * double(experts) / t1;
-  rate.prefill_flops_per_second = 2.0 * double(kTokens - 1) * params / std::max(tn - t1, 1e-9);
+  rate.small_batch_flops_per_second = 2.0 * double(kSmallBatchTokens - 1) * params / std::max(ts - t1, 1e-9);
+  rate.prefill_flops_per_second = 2.0 * double(kTokens - kSmallBatchTokens) * params / std::max(tn - ts, 1e-9);
   return rate;
 }
 
@@ -566,7 +570,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                         {cpu::PackedFormat::kINT8, WeightFormat::kINT8},
                         {cpu::PackedFormat::kINT4, WeightFormat::kINT4}};
   for (const auto& f : kExpertFormats) {
-    say(fmt::format("routed-expert kernel {} (cpu/expert_ffn.h, {} MiB of V3-shaped experts, 8 per call, 1 and 16 tokens)",
+    say(fmt::format("routed-expert kernel {} (cpu/expert_ffn.h, {} MiB of V3-shaped experts, 8 per call, 1, 4 and 16 tokens)",
                     weight_format_name(f.format), kernel_bytes / kMiB));
     p.cpu.kernels[int(f.format)] = measure_expert_kernel(f.packed, kernel_bytes, options.seconds_per_test, clock);
   }
@@ -578,7 +582,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                   {cpu::WeightFormat::kBF16, WeightFormat::kBF16, "bf16"},
                   {cpu::WeightFormat::kF32, WeightFormat::kF32, "f32"}};
   for (const auto& f : kFormats) {
-    say(fmt::format("dense kernel cpu::linear {} ({} MiB of expert-shaped matrices at 1 token; 1 and 128 tokens on two)", f.name,
+    say(fmt::format("dense kernel cpu::linear {} ({} MiB of expert-shaped matrices at 1 token; 1, 4 and 128 tokens on two)", f.name,
                     kernel_bytes / kMiB));
     p.cpu.dense_kernels[int(f.format)] = measure_kernel(f.kernel, kernel_bytes, options.seconds_per_test, clock);
   }
@@ -602,9 +606,10 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   p.source.push_back(fmt::format("topology and DRAM size: hwloc {}", HWLOC_API_VERSION >> 16));
   p.source.push_back(fmt::format("DRAM read bandwidth: best of repeated parallel passes over a {} MiB buffer (vectorised integer sums)", stream_bytes / kMiB));
   p.source.push_back(fmt::format("cpu.kernels: the packed routed-expert kernels (cpu/expert_ffn.h) per format over {} MiB of "
-                                 "V3-shaped experts, 8 per call, prefill = 2*15*params / (t(16) - t(1)) (16 tokens per expert, as a "
-                                 "512-token prompt gives V3); cpu.dense_kernels: cpu::linear over {} MiB of 2048x7168 / 7168x2048 "
-                                 "matrices, prefill slope from 1 and 128 tokens on two of them; decode = bytes / t(1)",
+                                 "V3-shaped experts, 8 per call, small_batch = 2*3*params / (t(4) - t(1)), prefill = 2*12*params / "
+                                 "(t(16) - t(4)) (16 tokens per expert, as a 512-token prompt gives V3); cpu.dense_kernels: "
+                                 "cpu::linear over {} MiB of 2048x7168 / 7168x2048 matrices, slopes from 1, 4 and 128 tokens on "
+                                 "two of them; decode = bytes / t(1)",
                                  kernel_bytes / kMiB, kernel_bytes / kMiB));
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
   p.source.push_back(

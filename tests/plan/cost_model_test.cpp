@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "engine/plan/cost_model.h"
+#include "engine/plan/cost_terms.h"
 #include "engine/plan/expert_stats.h"
 #include "engine/plan/planner.h"
 #include "tests/plan/plan_test_util.h"
@@ -38,6 +39,52 @@ TEST(CostModel, ExpectedDistinctExpertsMatchesTopKSimulation) {
     const double predicted = expected_distinct_experts(std::vector<double>(experts, double(k) / experts), tokens);
     EXPECT_NEAR(predicted, total / trials, 0.02 * predicted) << tokens << " tokens";
   }
+}
+
+// E[min(n, cap)] for n ~ Binomial(T, p), summed over the pmf written out with lgamma.
+TEST(CostModel, ExpectedMinTokensIsTheBinomialExpectation) {
+  for (int tokens : {1, 2, 3, 7, 102, 512}) {
+    for (double p : {0.001, 0.03, 0.3, 0.9}) {
+      for (int cap : {1, 2, 4, 16}) {
+        double expected = 0;
+        for (int n = 0; n <= tokens; ++n) {
+          const double log_pmf = std::lgamma(tokens + 1.0) - std::lgamma(n + 1.0) - std::lgamma(tokens - n + 1.0) +
+                                 n * std::log(p) + (tokens - n) * std::log1p(-p);
+          expected += std::min(n, cap) * std::exp(log_pmf);
+        }
+        SCOPED_TRACE(::testing::Message() << "T=" << tokens << " p=" << p << " cap=" << cap);
+        EXPECT_NEAR(expected_min_tokens(p, tokens, cap), expected, 1e-9 * std::max(1.0, expected));
+      }
+    }
+  }
+  EXPECT_DOUBLE_EQ(expected_min_tokens(0.2, 40, 1), touch_probability(0.2, 40));  // min(n, 1) = 1{n > 0}
+  EXPECT_EQ(expected_min_tokens(1.0, 9, 4), 4.0);
+  EXPECT_EQ(expected_min_tokens(1.0, 2, 4), 2.0);
+  EXPECT_EQ(expected_min_tokens(0.0, 9, 4), 0.0);
+}
+
+// A kernel that is slower per token at 2–4 tokens than in its GEMM makes steps where experts see
+// few tokens slower, leaves a one-token decode step alone, and changes nothing when the two
+// rates are equal (§3.2).
+TEST(CostModel, SmallBatchRateCostsOnlyTheFewTokenSteps) {
+  const ModelConfig config = load_model_config(testing::kV3Config);
+  auto predict = [&](double small_rate_factor) {
+    HardwareProfile hw = testing::simple_cpu_profile();
+    for (CpuKernelRate& k : hw.cpu.kernels) k.small_batch_flops_per_second = k.prefill_flops_per_second * small_rate_factor;
+    PlanRequest request{.config = config, .model_name = "v3", .profile = hw, .traits = engine_traits("hetmoe-cpu-0"),
+                        .workload = {.batch = 1, .prompt_tokens = 100, .gen_tokens = 16}};
+    request.expert_format = WeightFormat::kINT4;
+    const Plan plan = make_plan(request, false);
+    EXPECT_TRUE(plan.fits);
+    return plan.prediction;
+  };
+  const Prediction absent = predict(0), equal = predict(1), slow = predict(0.25);
+  EXPECT_DOUBLE_EQ(equal.prefill.seconds, absent.prefill.seconds);
+  EXPECT_DOUBLE_EQ(equal.decode.seconds, absent.decode.seconds);
+  EXPECT_DOUBLE_EQ(slow.decode.seconds, absent.decode.seconds);
+  // 100 tokens over 256 experts (8 per token): ~3 tokens per touched expert, most of them on the
+  // small-batch path, so the prompt's expert FLOPs cost up to 4x more.
+  EXPECT_GT(slow.prefill.seconds, 1.2 * absent.prefill.seconds);
 }
 
 TEST(CostModel, CheApproximationMatchesSimulatedLru) {

@@ -52,6 +52,18 @@ TEST(HardwareProfile, ShippedProfilesParseAndRoundTrip) {
   EXPECT_GE(count, 4);
 }
 
+TEST(HardwareProfile, SmallBatchRateIsOptionalAndRoundTrips) {
+  json j = minimal_profile();
+  const HardwareProfile without = parse_hardware_profile(j);
+  EXPECT_EQ(without.cpu.kernel(WeightFormat::kFP8).small_batch_flops_per_second, 0);
+  EXPECT_EQ(without.cpu.kernel(WeightFormat::kFP8).small_batch_rate(), 1e11);  // the GEMM slope stands in
+  EXPECT_FALSE(hardware_profile_to_json(without)["cpu"]["kernels"]["fp8"].contains("small_batch_flops_per_second"));
+  j["cpu"]["kernels"]["fp8"]["small_batch_flops_per_second"] = 3e10;
+  const HardwareProfile with = parse_hardware_profile(hardware_profile_to_json(parse_hardware_profile(j)));
+  EXPECT_EQ(with.cpu.kernel(WeightFormat::kFP8).small_batch_flops_per_second, 3e10);
+  EXPECT_EQ(with.cpu.kernel(WeightFormat::kFP8).small_batch_rate(), 3e10);
+}
+
 TEST(HardwareProfile, SizesAcceptUnits) {
   const HardwareProfile p = parse_hardware_profile(minimal_profile());
   EXPECT_EQ(p.dram.bytes, 16ull << 30);
@@ -84,6 +96,10 @@ TEST(HardwareProfile, BadProfilesNameTheField) {
   j = minimal_profile();
   j["cpu"]["kernels"] = json::object();
   EXPECT_NE(error_of(j).find("cpu.kernels names no format"), std::string::npos);
+
+  j = minimal_profile();
+  j["cpu"]["kernels"]["fp8"]["small_batch_flops_per_second"] = 0;
+  EXPECT_NE(error_of(j).find("cpu.kernels.fp8.small_batch_flops_per_second must be > 0"), std::string::npos);
 
   j = minimal_profile();
   j["cpu"]["kernels"]["int4"] = {{"decode_weight_bytes_per_second", 1e9}};

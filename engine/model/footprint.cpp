@@ -17,13 +17,17 @@ uint64_t forward_activation_bytes(const ModelConfig& c, int64_t n, int64_t conte
   const uint64_t hidden = uint64_t(c.hidden_size), heads = uint64_t(c.num_attention_heads);
   const uint64_t k = uint64_t(std::max<int64_t>(c.num_experts_per_tok, 1)), tokens = uint64_t(n);
   const uint64_t residual = 3 * tokens * hidden;  // h, x, delta
-  // Per worker: attention scores + rope; per linear call (one caller at a time): the FP8 plain
-  // linear's x in its chunk order, up to min(tokens, 96) rows of the widest input.
+  // Per worker: the absorbed attention's block (W_UK and W_UV in f32; per row q̃, context,
+  // scores and rope scores); per linear call (one caller at a time): the FP8 plain linear's x in
+  // its chunk order, up to min(tokens, 96) rows of the widest input.
   const uint64_t widest = uint64_t(std::max({c.hidden_size, c.intermediate_size, c.num_attention_heads * c.v_head_dim,
                                              c.moe_intermediate_size * std::max<int64_t>(c.n_shared_experts, 1)}));
+  const uint64_t block_rows = std::min<uint64_t>(tokens, uint64_t(kAbsorbedAttentionRows));
+  const uint64_t latent = uint64_t(c.kv_lora_rank);
+  const uint64_t absorbed = uint64_t(c.qk_nope_head_dim + c.v_head_dim) * latent +
+                            block_rows * (2 * uint64_t(context) + 2 * latent);
   const uint64_t per_thread =
-      uint64_t(threads > 0 ? threads : 1) *
-          (2 * uint64_t(context) + 2 * uint64_t(c.kv_lora_rank) + uint64_t(c.intermediate_size)) +
+      uint64_t(threads > 0 ? threads : 1) * (absorbed + uint64_t(c.intermediate_size)) +
       std::min<uint64_t>(tokens, 96) * widest;
   const uint64_t attention = tokens * heads * uint64_t(c.qk_head_dim()) + tokens * uint64_t(c.q_lora_rank) +
                              tokens * uint64_t(c.kv_lora_rank + c.qk_rope_head_dim) +

@@ -9,6 +9,11 @@
 
 namespace hetmoe {
 
+// A prompt's absorbed MLA attention runs per (block of up to this many consecutive rows of one
+// sequence, head) (engine/runtime/model.cpp attend_absorbed): each worker holds the head's W_UK
+// and W_UV in f32 and, per row of the block, q̃, the latent context, scores and rope scores.
+inline constexpr int64_t kAbsorbedAttentionRows = 64;
+
 // KvCache of one sequence of `tokens` positions (f32 latent + rope key per layer).
 uint64_t kv_cache_bytes(const ModelConfig& config, int64_t tokens);
 

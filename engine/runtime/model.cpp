@@ -206,8 +206,8 @@ void Model::attend_naive(const AttentionWeights& a, int64_t l, const Rows& rows,
 // The absorbed form per (row block, head). A prompt's rows of one sequence go in blocks of up to
 // kAbsorbedRows (64: 4x fewer dequantisations than 16, +5% on a 102-token DeepSeek-shaped INT4
 // prompt; the block's f32 buffers are in forward_activation_bytes): the head's W_UK and W_UV are
-// dequantised once per block into f32 rows (the
-// values axpy_weight_rows / dot_weight_rows use), and the latent cache is walked in blocks of
+// dequantised once per block into f32 rows (the values axpy_weight_rows / dot_weight_rows use),
+// and the latent cache is walked in blocks of
 // kAbsorbedPositions positions, each shared by the block's rows while it is in L2. A decode
 // step's single row reads kv_b in place. Every (row, head) result is the same sequence of
 // operations either way — dot_rows is per-row exact, axpy_rows adds rows in order — so a token's
@@ -244,7 +244,7 @@ float* zeroed(std::vector<float>& v, int64_t count) {
   return v.data();
 }
 
-// Room for `count` floats that the caller overwrites entirely.
+// Room for `count` floats; the caller writes every element it later reads.
 float* sized(std::vector<float>& v, int64_t count) {
   if (v.size() < size_t(count)) v.resize(size_t(count));
   return v.data();
@@ -264,8 +264,9 @@ void absorb_queries(const AbsorbedTask& t) {
 // s.scores (rows `visible` apart); latents and rope keys are contiguous by position (kv_cache.h).
 void attention_weights(const AbsorbedTask& t) {
   const int64_t nope = t.c.qk_nope_head_dim, rope_dim = t.c.qk_rope_head_dim, latent = t.c.kv_lora_rank;
-  float* scores = zeroed(t.s.scores, t.rows * t.visible);
-  float* rope = zeroed(t.s.rope, t.rows * t.visible);
+  // dot_rows writes each score a row sees (positions ≤ its own); the rest are never read.
+  float* scores = sized(t.s.scores, t.rows * t.visible);
+  float* rope = sized(t.s.rope, t.rows * t.visible);
   for (int64_t u0 = 0; u0 < t.visible; u0 += kAbsorbedPositions)
     for (int64_t i = 0; i < t.rows; ++i) {
       const int64_t count = t.seen(i, u0);

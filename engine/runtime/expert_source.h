@@ -36,6 +36,9 @@ class ExpertSource {
   virtual void prefetch(int64_t layer, std::span<const int32_t> experts) {}
   // True when the source wants those predictions (Model computes them only then).
   virtual bool wants_prefetch() const { return false; }
+  // A forward pass of `rows` rows starts (every layer's run() and prefetch() until the next
+  // call belong to it). Default: ignored.
+  virtual void begin_step(int64_t rows) {}
 };
 
 // SwiGLU FFN with the plain linear: out = down(silu(gate x) ⊙ up x).

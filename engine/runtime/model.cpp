@@ -28,7 +28,9 @@ namespace {
 
 // Experts layer `next` is predicted to route to for the rows of `h` (the hidden state entering
 // it, before its attention): its router and selection rule on post_norm(h), union over
-// rows, the most often chosen first. For source.prefetch().
+// rows, the most often chosen first, then the highest routing weight (so the likeliest reads
+// start first, and a wrong guess is more likely still queued, and withdrawn, when the layer's
+// router runs). For source.prefetch().
 std::vector<int32_t> predict_next_layer(const ModelWeights& weights, int64_t next, const float* h, int64_t n) {
   const ModelConfig& c = weights.config;
   const LayerWeights& layer = weights.layers[size_t(next)];
@@ -41,12 +43,18 @@ std::vector<int32_t> predict_next_layer(const ModelWeights& weights, int64_t nex
     route_token(c, logits, layer.moe.score_bias, std::span(routes).subspan(size_t(t * k), size_t(k)));
   });
   std::vector<int64_t> votes(static_cast<size_t>(experts), 0);
-  for (const RoutedExpert& r : routes) ++votes[size_t(r.expert)];
+  std::vector<float> weight(static_cast<size_t>(experts), 0.0f);
+  for (const RoutedExpert& r : routes) {
+    ++votes[size_t(r.expert)];
+    weight[size_t(r.expert)] += r.weight;
+  }
   std::vector<int32_t> predicted;
   for (int64_t e = 0; e < experts; ++e)
     if (votes[size_t(e)] > 0) predicted.push_back(int32_t(e));
-  std::stable_sort(predicted.begin(), predicted.end(),
-                   [&](int32_t a, int32_t b) { return votes[size_t(a)] > votes[size_t(b)]; });
+  std::stable_sort(predicted.begin(), predicted.end(), [&](int32_t a, int32_t b) {
+    const size_t i = size_t(a), j = size_t(b);
+    return votes[i] != votes[j] ? votes[i] > votes[j] : weight[i] > weight[j];
+  });
   return predicted;
 }
 
@@ -68,6 +76,7 @@ void Model::forward(std::span<SequenceStep> steps) const {
     for (size_t t = 0; t < step.tokens.size(); ++t) rows.rows.push_back({step.cache, step.cache->size() + int64_t(t)});
   }
   const int64_t n = rows.size();
+  expert_source_->begin_step(n);
 
   // Embedding rows, as shipped (BF16) -> f32.
   std::vector<float> h(static_cast<size_t>(n * hidden));

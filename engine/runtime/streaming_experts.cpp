@@ -36,6 +36,26 @@ const FfnWeights& first_expert(const ModelWeights& weights) {
 
 }  // namespace
 
+std::string_view prefetch_mode_name(PrefetchMode mode) {
+  switch (mode) {
+    case PrefetchMode::kOff:
+      return "off";
+    case PrefetchMode::kOn:
+      return "on";
+    case PrefetchMode::kAuto:
+      return "auto";
+  }
+  return "unknown";
+}
+
+std::optional<PrefetchMode> parse_prefetch_mode(std::string_view name) {
+  if (name == "0") return PrefetchMode::kOff;
+  if (name == "1") return PrefetchMode::kOn;
+  for (auto mode : {PrefetchMode::kOff, PrefetchMode::kOn, PrefetchMode::kAuto})
+    if (prefetch_mode_name(mode) == name) return mode;
+  return std::nullopt;
+}
+
 std::vector<BudgetReservation> reserve_run_memory(MemoryBudget& budget, const ModelWeights& weights,
                                                   const RunShape& run, uint64_t record_bytes) {
   const ModelConfig& c = weights.config;
@@ -383,8 +403,18 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
   stats_.run_seconds += seconds(start);
 }
 
+void StreamingExperts::begin_step(int64_t rows) {
+  const auto now = Clock::now();
+  if (step_rows_ > 0 && options_.prefetch == PrefetchMode::kAuto)
+    tuner_.on_step(std::chrono::duration<double>(now - step_start_).count(), step_rows_);
+  step_start_ = now;
+  step_rows_ = rows;
+  ++stats_.steps;
+  if (wants_prefetch()) ++stats_.prefetch_steps;
+}
+
 void StreamingExperts::prefetch(int64_t layer, std::span<const int32_t> experts) {
-  if (!options_.prefetch || layer < 0 || layer >= weights_.config.num_hidden_layers) return;
+  if (!wants_prefetch() || layer < 0 || layer >= weights_.config.num_hidden_layers) return;
   has_prediction_[size_t(layer)] = 1;
   // Never let predictions take more than half the streaming slots: the rest stays a cache.
   const size_t limit =
@@ -508,11 +538,13 @@ std::string StreamingSession::summary() const {
   char text[512];
   std::snprintf(
       text, sizeof text,
-      "streamed %s from %s (%s): cache %lld x %s (%lld pinned), hit rate %.1f%%, prefetch recall %.1f%%, over-fetch "
-      "%.1f%%, I/O wait %.2f s; budget %s",
+      "streamed %s from %s (%s): cache %lld x %s (%lld pinned), hit rate %.1f%%, prefetch %s on %.0f%% of steps, "
+      "recall %.1f%%, over-fetch %.1f%%, I/O wait %.2f s; budget %s",
       format_bytes(s.bytes_read).c_str(), source_->store().path().c_str(),
       std::string(source_->storage().backend()).c_str(), static_cast<long long>(source_->cache_slots()),
-      format_bytes(source_->record_bytes()).c_str(), static_cast<long long>(source_->pinned_count()), 100 * s.cache_hit_rate(), 100 * s.prefetch_recall(),
+      format_bytes(source_->record_bytes()).c_str(), static_cast<long long>(source_->pinned_count()), 100 * s.cache_hit_rate(),
+      std::string(prefetch_mode_name(source_->options().prefetch)).c_str(),
+      s.steps ? 100.0 * double(s.prefetch_steps) / double(s.steps) : 0.0, 100 * s.prefetch_recall(),
       100 * s.prefetch_overfetch(), s.io_wait_seconds, budget_->describe().c_str());
   return text;
 }

@@ -13,7 +13,8 @@
 //      experts take the next reads (so even a one-slot cache works, slowly).
 // prefetch(layer, experts) — called by Model with layer+1's gate applied to this layer's
 // output — reads the predicted experts early, into slots protected until that layer runs;
-// when the layer's router then rejects one, its reads still queued are withdrawn.
+// when the layer's router then rejects one, its reads still queued are withdrawn. Whether it
+// is asked for is PrefetchMode: on, off, or auto (the default: PrefetchTuner measures both).
 //
 // Each task writes its own output and Model combines them in a fixed order, so results are
 // bitwise those of the resident model whatever the cache, the timing or the backend.
@@ -21,10 +22,13 @@
 // the reads still in flight are drained first, so the source stays usable and nothing hangs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -34,6 +38,7 @@
 #include "engine/runtime/expert_source.h"
 #include "engine/runtime/expert_store.h"
 #include "engine/runtime/memory_budget.h"
+#include "engine/runtime/prefetch_tuner.h"
 #include "io/storage.h"
 
 namespace hetmoe {
@@ -44,11 +49,16 @@ namespace hetmoe {
 // of hashing at NVMe speed on small machines; kAlways checks every read.
 enum class Verify { kAlways, kFirstRead, kNever };
 
+// Next-layer prefetch: always, never, or whichever PrefetchTuner measures faster.
+enum class PrefetchMode { kOff, kOn, kAuto };
+std::string_view prefetch_mode_name(PrefetchMode mode);  // "off", "on", "auto"
+std::optional<PrefetchMode> parse_prefetch_mode(std::string_view name);  // also "0", "1"
+
 struct StreamingOptions {
   int64_t cache_slots = 0;  // 0: every slot the budget has room for
   CachePolicyKind policy = CachePolicyKind::kNextUse;
   std::vector<ExpertKey> hot;           // plan-hot experts: loaded at start, never evicted
-  bool prefetch = true;                 // ask Model for next-layer predictions
+  PrefetchMode prefetch = PrefetchMode::kAuto;  // ask Model for next-layer predictions
   bool cancel_mispredicted = true;      // withdraw queued reads of predictions the router rejects
   uint64_t read_block_bytes = 1 << 20;  // one record = reads of this size (the I/O block size)
   Verify verify = Verify::kFirstRead;
@@ -68,6 +78,8 @@ struct StreamingStats {
   uint64_t prefetch_cancelled = 0;       // ... of those, whose queued reads were withdrawn
   uint64_t predicted_needed = 0;         // experts a layer needed that had been predicted for it
   uint64_t needed_after_prediction = 0;  // experts needed by layers that had a prediction
+  uint64_t steps = 0;                    // forward passes
+  uint64_t prefetch_steps = 0;           // ... that asked for next-layer predictions
   double io_wait_seconds = 0;            // the CPU blocked waiting for a read
   double run_seconds = 0;                // inside run()
   double cache_hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
@@ -106,7 +118,10 @@ class StreamingExperts final : public ExpertSource {
 
   void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
   void prefetch(int64_t layer, std::span<const int32_t> experts) override;
-  bool wants_prefetch() const override { return options_.prefetch; }
+  bool wants_prefetch() const override {
+    return options_.prefetch == PrefetchMode::kOn || (options_.prefetch == PrefetchMode::kAuto && tuner_.enabled());
+  }
+  void begin_step(int64_t rows) override;
 
   const StreamingStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }
@@ -115,6 +130,7 @@ class StreamingExperts final : public ExpertSource {
   int64_t cache_slots() const { return cache_->slot_count(); }
   int64_t pinned_count() const { return int64_t(options_.hot.size()); }  // plan-hot experts kept resident
   uint64_t record_bytes() const { return index_.header().record_bytes; }
+  const StreamingOptions& options() const { return options_; }
 
  private:
   using Slot = ExpertCache::Slot;
@@ -148,6 +164,9 @@ class StreamingExperts final : public ExpertSource {
   std::vector<uint8_t> verified_;                // [layer * experts + expert]: checksum passed once
   std::deque<std::pair<Slot*, ExpertKey>> unverified_;  // arrived, checksum not checked yet
   StreamingStats stats_;
+  PrefetchTuner tuner_;
+  std::chrono::steady_clock::time_point step_start_;
+  int64_t step_rows_ = 0;  // rows of the step running (0: none yet)
   cpu::CpuThreads threads_;
   cpu::ExpertFfnRunner runner_;
   std::vector<cpu::PackedFfn> batch_ffn_;

@@ -116,11 +116,13 @@ void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>&
 }
 
 struct StreamCase {
-  bool prefetch;
+  PrefetchMode prefetch;
   int threads;
   io::StorageBackend backend;
   io::RecordFormat format = io::RecordFormat::kFP8;
 };
+
+constexpr PrefetchMode kOff = PrefetchMode::kOff, kOn = PrefetchMode::kOn, kAuto = PrefetchMode::kAuto;
 
 class StreamedLogits : public ::testing::TestWithParam<StreamCase> {};
 
@@ -140,7 +142,7 @@ TEST_P(StreamedLogits, BitwiseIdenticalToResident) {
   EXPECT_GT(stats.misses, 0u);
   EXPECT_GT(stats.bytes_read, 0u);
   EXPECT_EQ(stats.hits + stats.misses + stats.prefetch_pending, stats.lookups);
-  if (param.prefetch) {
+  if (param.prefetch != PrefetchMode::kOff) {
     EXPECT_GT(stats.prefetch_reads, 0u);
     EXPECT_GT(stats.needed_after_prediction, 0u);
   } else {
@@ -150,14 +152,14 @@ TEST_P(StreamedLogits, BitwiseIdenticalToResident) {
 
 INSTANTIATE_TEST_SUITE_P(
     Streaming, StreamedLogits,
-    ::testing::Values(
-        StreamCase{false, 1, io::StorageBackend::kUring}, StreamCase{true, 1, io::StorageBackend::kUring},
-        StreamCase{false, 2, io::StorageBackend::kUring}, StreamCase{true, 2, io::StorageBackend::kUring},
-        StreamCase{true, 1, io::StorageBackend::kPread}, StreamCase{false, 2, io::StorageBackend::kPread},
-        StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kRef},
-        StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kRef},
-        StreamCase{true, 2, io::StorageBackend::kUring, io::RecordFormat::kInt4},
-        StreamCase{false, 1, io::StorageBackend::kPread, io::RecordFormat::kInt4}));
+    ::testing::Values(StreamCase{kOff, 1, io::StorageBackend::kUring}, StreamCase{kOn, 1, io::StorageBackend::kUring},
+                      StreamCase{kOff, 2, io::StorageBackend::kUring}, StreamCase{kOn, 2, io::StorageBackend::kUring},
+                      StreamCase{kAuto, 1, io::StorageBackend::kUring}, StreamCase{kAuto, 2, io::StorageBackend::kPread},
+                      StreamCase{kOn, 1, io::StorageBackend::kPread}, StreamCase{kOff, 2, io::StorageBackend::kPread},
+                      StreamCase{kOn, 2, io::StorageBackend::kUring, io::RecordFormat::kRef},
+                      StreamCase{kOff, 1, io::StorageBackend::kPread, io::RecordFormat::kRef},
+                      StreamCase{kOn, 2, io::StorageBackend::kUring, io::RecordFormat::kInt4},
+                      StreamCase{kOff, 1, io::StorageBackend::kPread, io::RecordFormat::kInt4}));
 
 TEST(Streaming, PackedFp8DiffersFromTheReferenceOnlyByRounding) {
   // Sanity of the comparison above: the two resident paths are different kernels.
@@ -217,7 +219,7 @@ TEST(Streaming, CancelledMispredictionsGiveTheSameLogitsWithFewerBytes) {
     MemoryBudget budget(0);
     StreamingExperts source(
         model.weights(), io::FakeStorage::from_file(fixture().store, {.device_slots = 2, .seed = 5}), budget,
-        {.cache_slots = slots, .prefetch = true, .cancel_mispredicted = cancel, .read_block_bytes = 4096});
+        {.cache_slots = slots, .prefetch = PrefetchMode::kOn, .cancel_mispredicted = cancel, .read_block_bytes = 4096});
     model.set_expert_source(&source);
     expect_bitwise_equal(run_logits(model), resident_logits());
     stats[cancel] = source.stats();

@@ -37,7 +37,7 @@ struct BenchFlags {
   std::string model_dir;
   std::string store;
   std::vector<std::string> prompts{"512"}, generations{"128"}, threads{"0"}, budgets, policies{"next-use"},
-      prefetch{"1"};
+      prefetch{"auto"};
   int reps = 3;
   std::string output = "md";
   std::string io = "auto";
@@ -66,6 +66,13 @@ std::vector<std::string> split_list(const std::vector<std::string>& values) {
       if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// "on", "off", or for auto the share of steps it ran with prefetch: "auto (75% on)".
+std::string prefetch_label(PrefetchMode mode, const StreamingStats& stats) {
+  if (mode != PrefetchMode::kAuto) return std::string(prefetch_mode_name(mode));
+  const double share = stats.steps ? double(stats.prefetch_steps) / double(stats.steps) : 0.0;
+  return "auto (" + std::to_string(int(std::lround(100 * share))) + "% on)";
 }
 
 std::vector<int64_t> int_list(const std::vector<std::string>& values, const char* flag) {
@@ -231,7 +238,12 @@ void run_bench(const BenchFlags& flags) {
   const std::vector<int64_t> prompts = int_list(flags.prompts, "-p");
   const std::vector<int64_t> generations = int_list(flags.generations, "-n");
   const std::vector<int64_t> threads_list = int_list(flags.threads, "-t");
-  const std::vector<int64_t> prefetch_list = int_list(flags.prefetch, "--prefetch");
+  std::vector<PrefetchMode> prefetch_list;
+  for (const auto& item : split_list(flags.prefetch)) {
+    const auto mode = parse_prefetch_mode(item);
+    check(mode.has_value(), "bad --prefetch '" + item + "'", {.hint = "on, off or auto (1, 0)"});
+    prefetch_list.push_back(*mode);
+  }
   std::vector<uint64_t> budgets;
   for (const auto& item : split_list(flags.budgets)) {
     const auto bytes = parse_byte_size(item);
@@ -297,7 +309,7 @@ void run_bench(const BenchFlags& flags) {
   for (int64_t threads : threads_list)
     for (uint64_t budget : budgets)
       for (CachePolicyKind policy : policies)
-        for (int64_t prefetch : prefetch_list) {
+        for (PrefetchMode prefetch : prefetch_list) {
           if (flags.store.empty() && (policy != policies[0] || prefetch != prefetch_list[0])) continue;
           ThreadLimit limit{int(threads)};
           std::unique_ptr<StreamingSession> session;
@@ -312,7 +324,7 @@ void run_bench(const BenchFlags& flags) {
                                      .options = {.cache_slots = flags.cache_slots,
                                                  .policy = policy,
                                                  .hot = hot,
-                                                 .prefetch = prefetch != 0,
+                                                 .prefetch = prefetch,
                                                  .cancel_mispredicted = !flags.keep_mispredicted,
                                                  .read_block_bytes = *block,
                                                  .verify = verify,
@@ -356,6 +368,8 @@ void run_bench(const BenchFlags& flags) {
                 total.needed_after_prediction += s.needed_after_prediction;
                 total.io_wait_seconds += s.io_wait_seconds;
                 total.records_verified += s.records_verified;
+                total.steps += s.steps;
+                total.prefetch_steps += s.prefetch_steps;
               }
             }
             recorder.enabled = false;
@@ -376,7 +390,8 @@ void run_bench(const BenchFlags& flags) {
                 {"dram_budget", session ? session->budget().limit_bytes() : 0},
                 {"cache_slots", session ? session->source().cache_slots() : 0},
                 {"cache_policy", session ? std::string(cache_policy_name(policy)) : std::string("")},
-                {"prefetch", session ? prefetch != 0 : false},
+                {"prefetch", session ? std::string(prefetch_mode_name(prefetch)) : std::string("-")},
+                {"prefetch_step_share", total.steps ? double(total.prefetch_steps) / double(total.steps) : 0.0},
                 {"threads", threads},
                 {"test", name},
                 {"n_prompt", size > 0 ? size : 0},
@@ -410,7 +425,7 @@ void run_bench(const BenchFlags& flags) {
                   session ? format_bytes(session->budget().limit_bytes()).c_str() : "-",
                   static_cast<long long>(row["cache_slots"].get<int64_t>()),
                   session ? std::string(cache_policy_name(policy)).c_str() : "-",
-                  session ? (prefetch ? "on" : "off") : "-", static_cast<long long>(threads), name.c_str(),
+                  session ? prefetch_label(prefetch, total).c_str() : "-", static_cast<long long>(threads), name.c_str(),
                   mean(tps), stddev(tps), row["nvme_bytes_per_token"].get<double>() / 1e6,
                   100 * total.cache_hit_rate(), 100 * total.prefetch_recall(),
                   100 * total.prefetch_overfetch(), 100 * row["io_wait_share"].get<double>());
@@ -480,7 +495,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("-t,--threads", f->threads, "Threads (list; 0: all cores)");
   cmd->add_option("-o,--output", f->output, "Output: md (default), json, csv");
   cmd->add_option("--cache-policy", f->policies, "Expert cache policy (list): lru, lfu, next-use (default)");
-  cmd->add_option("--prefetch", f->prefetch, "Next-layer prefetch (list of 0/1; default 1)");
+  cmd->add_option("--prefetch", f->prefetch,
+                  "Next-layer prefetch (list of on/off/auto, or 1/0; default auto: measures both while "
+                  "decoding and keeps the faster)");
   cmd->add_flag("--keep-mispredicted", f->keep_mispredicted,
                 "With --store: let reads of prefetched experts their layer does not use run to the end "
                 "(default: withdraw the ones still queued)");

@@ -1,6 +1,7 @@
 #include "engine/runtime/streaming_experts.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -489,7 +490,8 @@ std::vector<ExpertKey> hot_experts_from_json(const nlohmann::json& doc, const Mo
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
                                                          const std::string& dram_budget,
                                                          const RunShape& shape,
-                                                         std::vector<ExpertKey> hot) {
+                                                         std::vector<ExpertKey> hot,
+                                                         const std::string& prefetch) {
   if (store.empty()) {
     check(dram_budget.empty(), "--dram-budget needs --store",
           {.hint = "pack the model's experts with `hetmoe pack -m MODEL -o STORE` and pass --store STORE"});
@@ -498,6 +500,9 @@ std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std
   StreamingRequest request{.store = store, .shape = shape};
   request.options.threads.threads = shape.threads;
   request.options.hot = std::move(hot);
+  const auto mode = parse_prefetch_mode(prefetch);
+  check(mode.has_value(), "bad --prefetch '" + prefetch + "'", {.hint = "on, off or auto"});
+  request.options.prefetch = *mode;
   if (!dram_budget.empty()) {
     const auto bytes = parse_byte_size(dram_budget);
     check(bytes.has_value(), "bad --dram-budget '" + dram_budget + "'",
@@ -535,16 +540,20 @@ StreamingSession::~StreamingSession() {
 
 std::string StreamingSession::summary() const {
   const StreamingStats& s = source_->stats();
+  std::string prefetch(prefetch_mode_name(source_->options().prefetch));
+  if (source_->options().prefetch == PrefetchMode::kAuto) {
+    const double share = s.steps ? 100.0 * double(s.prefetch_steps) / double(s.steps) : 0.0;
+    prefetch += " (on in " + std::to_string(int(std::lround(share))) + "% of steps)";
+  }
   char text[512];
   std::snprintf(
       text, sizeof text,
-      "streamed %s from %s (%s): cache %lld x %s (%lld pinned), hit rate %.1f%%, prefetch %s on %.0f%% of steps, "
+      "streamed %s from %s (%s): cache %lld x %s (%lld pinned), hit rate %.1f%%, prefetch %s, "
       "recall %.1f%%, over-fetch %.1f%%, I/O wait %.2f s; budget %s",
       format_bytes(s.bytes_read).c_str(), source_->store().path().c_str(),
       std::string(source_->storage().backend()).c_str(), static_cast<long long>(source_->cache_slots()),
       format_bytes(source_->record_bytes()).c_str(), static_cast<long long>(source_->pinned_count()), 100 * s.cache_hit_rate(),
-      std::string(prefetch_mode_name(source_->options().prefetch)).c_str(),
-      s.steps ? 100.0 * double(s.prefetch_steps) / double(s.steps) : 0.0, 100 * s.prefetch_recall(),
+      prefetch.c_str(), 100 * s.prefetch_recall(),
       100 * s.prefetch_overfetch(), s.io_wait_seconds, budget_->describe().c_str());
   return text;
 }

@@ -213,10 +213,12 @@ class StreamingSession {
 // `dram_budget` ("16GiB", "8G", bytes; empty: 80% of MemAvailable). Throws hetmoe::Error for a
 // malformed budget, a budget without a store, or anything StreamingSession refuses.
 // `hot` experts are loaded at start and never evicted (a plan's GPU and DRAM tiers).
+// `prefetch`: "on", "off", "auto" (PrefetchMode); anything else throws hetmoe::Error.
 std::unique_ptr<StreamingSession> open_streaming_session(Model& model, const std::string& store,
                                                          const std::string& dram_budget,
                                                          const RunShape& shape,
-                                                         std::vector<ExpertKey> hot = {});
+                                                         std::vector<ExpertKey> hot = {},
+                                                         const std::string& prefetch = "auto");
 
 // Experts to keep resident, from a plan file (`hetmoe plan` schema hetmoe-plan/1: per MoE layer
 // its "gpu" and "dram" experts — without a GPU both stay in DRAM) or a JSON list of

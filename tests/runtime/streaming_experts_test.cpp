@@ -421,5 +421,18 @@ TEST(StreamingBudget, BudgetWithoutRoomForOneRecordIsRefused) {
   EXPECT_NE(text.find("cannot hold expert cache"), std::string::npos) << text;
 }
 
+TEST(Streaming, SessionPrefetchModeFromItsName) {
+  Model model(load_model_weights(fixture().model_dir));
+  for (const auto& [name, mode] : {std::pair{"off", PrefetchMode::kOff}, std::pair{"on", PrefetchMode::kOn},
+                                   std::pair{"auto", PrefetchMode::kAuto}, std::pair{"0", PrefetchMode::kOff}}) {
+    const auto session = open_streaming_session(model, fixture().store.string(), "", {.context = 64}, {}, name);
+    EXPECT_EQ(session->source().options().prefetch, mode) << name;
+    EXPECT_EQ(session->source().wants_prefetch(), mode != PrefetchMode::kOff) << name;  // auto starts on
+  }
+  const std::string text =
+      error_of([&] { open_streaming_session(model, fixture().store.string(), "", {.context = 64}, {}, "sometimes"); });
+  EXPECT_NE(text.find("bad --prefetch 'sometimes'"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace hetmoe

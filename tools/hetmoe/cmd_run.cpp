@@ -33,6 +33,7 @@ struct RunOptions {
   bool ignore_eos = false;
   std::string format;               // empty: the plan's, else fp8
   std::string store, dram_budget;  // stream routed experts from a packed store (docs/STREAMING.md)
+  std::string prefetch = "auto";   // with --store: next-layer prefetch on, off or auto
   std::string plan;                // follow a `hetmoe plan -o` file
 };
 
@@ -105,7 +106,7 @@ void run_generate(RunOptions options) {
                                                      .batch_tokens = prompt_tokens,
                                                      .logit_rows = int64_t(requests.size()),
                                                      .threads = options.threads},
-                                                    std::move(hot));
+                                                    std::move(hot), options.prefetch);
   GenerationOptions generation{.context_tokens = options.context, .vocab_limit = tokenizer.vocab_size()};
   if (!options.ignore_eos && tokenizer.eos_id() != kNoToken) generation.eos_ids.push_back(tokenizer.eos_id());
   generation.token_bytes = [&](int32_t id) { return std::string(tokenizer.token_bytes(id)); };
@@ -166,6 +167,10 @@ void register_run(CLI::App& app) {
   cmd->add_option("--store", o->store,
                   "Stream routed experts from this packed store (hetmoe pack); its format wins");
   cmd->add_option("--dram-budget", o->dram_budget, "With --store: DRAM hetmoe may use, e.g. 16GiB");
+  cmd->add_option("--prefetch", o->prefetch,
+                  "With --store: next-layer prefetch on, off, or auto (default: measures both while decoding "
+                  "and keeps the faster)")
+      ->check(CLI::IsMember({"on", "off", "auto", "0", "1"}));
   cmd->add_option("--plan", o->plan,
                   "Follow a plan file (hetmoe plan -o): its expert format; with --store its resident experts "
                   "and DRAM budget. Explicit --format / --dram-budget win");

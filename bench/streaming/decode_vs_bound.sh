@@ -86,8 +86,8 @@ print(f"drive (engine read pattern, checksums on): {' / '.join(f'{b/1e9:.3f}' fo
 print()
 print("Alternating rounds (streamed: next-use cache, default prefetch auto):")
 print()
-print("| round | drive GB/s | CPU bound t/s | CPU s/tok | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | bound t/s | of bound |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| round | drive GB/s | CPU bound t/s | CPU s/tok | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | drive busy % | bound t/s | of bound |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 ratios = []
 t_cpu_all = []
 for r in range(1, int(rounds) + 1):
@@ -100,7 +100,7 @@ for r in range(1, int(rounds) + 1):
     ratios.append(st["tokens_per_second"] / bound)
     print(f"| {r} | {bws[r - 1]/1e9:.2f} | {cpu['tokens_per_second']:.3f} | {cpu['cpu_seconds_per_token']:.2f} | {st['tokens_per_second']:.3f} | "
           f"{st['cpu_seconds_per_token']:.2f} | {st['nvme_bytes_per_token']/1e6:.1f} | {t_io*1e3:.0f} | "
-          f"{100*st['io_wait_share']:.1f} | {bound:.3f} | **{100*ratios[-1]:.0f}%** |")
+          f"{100*st['io_wait_share']:.1f} | {100*st['drive_busy_share']:.0f} | {bound:.3f} | **{100*ratios[-1]:.0f}%** |")
 print(f"\nmean of bound: {100*sum(ratios)/len(ratios):.0f}%  [target >= 80%]")
 t_cpu = sum(t_cpu_all) / len(t_cpu_all)
 print()

@@ -168,6 +168,10 @@ void StreamingExperts::start_reads(Slot* slot) {
   const io::RecordEntry* entry = index_.find(slot->key.layer, slot->key.expert);
   const int64_t s = slot_index(slot);
   slot->reads_left = int32_t(chunks_per_record_);
+  if (!drive_busy_) {
+    drive_busy_ = true;
+    drive_busy_since_ = Clock::now();
+  }
   const uint64_t block = ops_[size_t(s * chunks_per_record_)].length;
   for (int64_t k = 0; k < chunks_per_record_; ++k) {
     io::ReadOp& op = ops_[size_t(s * chunks_per_record_ + k)];
@@ -177,7 +181,14 @@ void StreamingExperts::start_reads(Slot* slot) {
   }
 }
 
+void StreamingExperts::note_drive_idle() {
+  if (!drive_busy_ || storage_->in_flight() > 0) return;
+  drive_busy_ = false;
+  stats_.drive_busy_seconds += seconds(drive_busy_since_);
+}
+
 int64_t StreamingExperts::complete(io::ReadOp* op) {
+  note_drive_idle();
   Slot& slot = cache_->slots()[size_t(op->tag)];
   if (slot.discard) {
     // A cancelled prefetch: its data is not wanted, so neither is a failure of its read (the
@@ -232,6 +243,7 @@ void StreamingExperts::cancel_prefetch(Slot* slot) {
   if (slot->state != ExpertCache::State::kLoading) return;
   const uint64_t withdrawn = storage_->cancel_queued(uint64_t(slot_index(slot)));
   if (withdrawn == 0) return;
+  note_drive_idle();
   ++stats_.prefetch_cancelled;
   slot->reads_left -= int32_t(withdrawn);
   if (slot->reads_left == 0) {
@@ -245,6 +257,7 @@ void StreamingExperts::abandon() {
   while (storage_->in_flight() > 0) {
     if (storage_->wait(true) == nullptr) break;
   }
+  note_drive_idle();
   for (Slot& slot : cache_->slots()) {
     if (slot.state == ExpertCache::State::kLoading) cache_->forget(&slot);
     slot.users = 0;

@@ -81,6 +81,7 @@ struct StreamingStats {
   uint64_t steps = 0;                    // forward passes
   uint64_t prefetch_steps = 0;           // ... that asked for next-layer predictions
   double io_wait_seconds = 0;            // the CPU blocked waiting for a read
+  double drive_busy_seconds = 0;         // reads in flight (from the first submitted to the last in)
   double run_seconds = 0;                // inside run()
   double cache_hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
   double prefetch_recall() const {
@@ -167,6 +168,9 @@ class StreamingExperts final : public ExpertSource {
   PrefetchTuner tuner_;
   std::chrono::steady_clock::time_point step_start_;
   int64_t step_rows_ = 0;  // rows of the step running (0: none yet)
+  bool drive_busy_ = false;  // reads in flight since drive_busy_since_
+  std::chrono::steady_clock::time_point drive_busy_since_;
+  void note_drive_idle();    // after a read came in or was withdrawn
   cpu::CpuThreads threads_;
   cpu::ExpertFfnRunner runner_;
   std::vector<cpu::PackedFfn> batch_ffn_;

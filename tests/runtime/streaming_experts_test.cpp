@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "engine/core/error.h"
 #include "engine/model/model_builder.h"
 #include "engine/runtime/model.h"
+#include "engine/runtime/oracle_prefetch.h"
 #include "engine/runtime/packed_experts.h"
 #include "io/fake_storage.h"
 
@@ -137,10 +139,14 @@ TEST_P(StreamedLogits, BitwiseIdenticalToResident) {
                           {.cache_slots = slots, .prefetch = param.prefetch, .read_block_bytes = 8192});
   EXPECT_EQ(source.storage().backend(), param.backend == io::StorageBackend::kUring ? "io_uring" : "pread");
   model.set_expert_source(&source);
+  const auto start = std::chrono::steady_clock::now();
   expect_bitwise_equal(run_logits(model), resident_logits(param.format));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const StreamingStats& stats = source.stats();
   EXPECT_GT(stats.misses, 0u);
   EXPECT_GT(stats.bytes_read, 0u);
+  EXPECT_GT(stats.drive_busy_seconds, 0.0);  // reads were in flight for a while ...
+  EXPECT_LE(stats.drive_busy_seconds, wall);  // ... within the run
   EXPECT_EQ(stats.hits + stats.misses + stats.prefetch_pending, stats.lookups);
   if (param.prefetch != PrefetchMode::kOff) {
     EXPECT_GT(stats.prefetch_reads, 0u);
@@ -432,6 +438,36 @@ TEST(Streaming, SessionPrefetchModeFromItsName) {
   const std::string text =
       error_of([&] { open_streaming_session(model, fixture().store.string(), "", {.context = 64}, {}, "sometimes"); });
   EXPECT_NE(text.find("bad --prefetch 'sometimes'"), std::string::npos) << text;
+}
+
+TEST(Streaming, OraclePrefetchReplaysTheRoutingAsPerfectPredictions) {
+  Model model(load_model_weights(fixture().model_dir));
+  const int64_t slots = std::max<int64_t>(2, total_experts(model.config()) / 4);
+  int64_t first_moe = 0;
+  while (!model.config().is_moe_layer(first_moe)) ++first_moe;
+  for (const bool early : {false, true}) {
+    MemoryBudget budget(0);
+    StreamingExperts source(model.weights(), io::open_storage(fixture().store), budget,
+                            {.cache_slots = slots, .prefetch = PrefetchMode::kOn, .read_block_bytes = 8192});
+    OraclePrefetch oracle(source, first_moe, early);
+    model.set_expert_source(&oracle);
+    oracle.restart();  // records
+    expect_bitwise_equal(run_logits(model), resident_logits());
+    const StreamingStats recorded = source.stats();
+    EXPECT_LT(recorded.prefetch_recall(), 1.0);  // the model's own predictor on this run
+    source.reset_stats();
+    oracle.restart();  // replays: the same tokens, so the same routing
+    expect_bitwise_equal(run_logits(model), resident_logits());
+    const StreamingStats& replayed = source.stats();
+    EXPECT_GT(replayed.needed_after_prediction, 0u);
+    EXPECT_EQ(replayed.predicted_needed, replayed.needed_after_prediction) << "recall 100%";
+    EXPECT_EQ(replayed.prefetch_wasted, 0u) << "over-fetch 0%";
+    model.set_expert_source(nullptr);
+  }
+  MemoryBudget budget(0);
+  StreamingExperts off(model.weights(), io::open_storage(fixture().store), budget,
+                       {.cache_slots = slots, .prefetch = PrefetchMode::kOff});
+  EXPECT_THROW(OraclePrefetch(off, first_moe, false), Error);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "engine/model/model_builder.h"
 #include "engine/model/tokenizer.h"
 #include "engine/runtime/model.h"
+#include "engine/runtime/oracle_prefetch.h"
 #include "engine/runtime/packed_experts.h"
 #include "engine/runtime/streaming_experts.h"
 #include "io/store_reads.h"
@@ -49,6 +50,7 @@ struct BenchFlags {
   bool no_warmup = false;
   bool policy_sweep = false;
   bool keep_mispredicted = false;
+  bool repeat_tokens = false;  // every run (warm-up, repetitions) feeds the same tokens
   uint64_t seed = 1;
   std::string text_file;  // tokens from this text instead of random ones (real routing)
   double read_test_seconds = 0;
@@ -68,9 +70,34 @@ std::vector<std::string> split_list(const std::vector<std::string>& values) {
   return out;
 }
 
-// "on", "off", or for auto the share of steps it ran with prefetch: "auto (75% on)".
-std::string prefetch_label(PrefetchMode mode, const StreamingStats& stats) {
-  if (mode != PrefetchMode::kAuto) return std::string(prefetch_mode_name(mode));
+// A --prefetch value: an engine mode, or the oracle (engine/runtime/oracle_prefetch.h) that
+// replays the warm-up's routing as predictions: "oracle-next" (next layer only) or "oracle"
+// (also the first MoE layer at the start of each step).
+struct PrefetchChoice {
+  PrefetchMode mode = PrefetchMode::kAuto;
+  int oracle = 0;  // 0: none, 1: next layer, 2: next layer + first MoE layer early
+  std::string name;
+  bool operator==(const PrefetchChoice&) const = default;
+};
+
+std::vector<PrefetchChoice> prefetch_choices(const std::vector<std::string>& values) {
+  std::vector<PrefetchChoice> out;
+  for (const auto& item : split_list(values)) {
+    if (item == "oracle-next" || item == "oracle") {
+      out.push_back({.mode = PrefetchMode::kOn, .oracle = item == "oracle" ? 2 : 1, .name = item});
+      continue;
+    }
+    const auto mode = parse_prefetch_mode(item);
+    check(mode.has_value(), "bad --prefetch '" + item + "'", {.hint = "on, off, auto (1, 0), oracle-next or oracle"});
+    out.push_back({.mode = *mode, .name = std::string(prefetch_mode_name(*mode))});
+  }
+  return out;
+}
+
+// "on", "off", "oracle…", or for auto the share of steps it ran with prefetch: "auto (75% on)".
+std::string prefetch_label(const PrefetchChoice& choice, const StreamingStats& stats) {
+  const PrefetchMode mode = choice.mode;
+  if (choice.oracle || mode != PrefetchMode::kAuto) return choice.name;
   const double share = stats.steps ? double(stats.prefetch_steps) / double(stats.steps) : 0.0;
   return "auto (" + std::to_string(int(std::lround(100 * share))) + "% on)";
 }
@@ -238,12 +265,7 @@ void run_bench(const BenchFlags& flags) {
   const std::vector<int64_t> prompts = int_list(flags.prompts, "-p");
   const std::vector<int64_t> generations = int_list(flags.generations, "-n");
   const std::vector<int64_t> threads_list = int_list(flags.threads, "-t");
-  std::vector<PrefetchMode> prefetch_list;
-  for (const auto& item : split_list(flags.prefetch)) {
-    const auto mode = parse_prefetch_mode(item);
-    check(mode.has_value(), "bad --prefetch '" + item + "'", {.hint = "on, off or auto (1, 0)"});
-    prefetch_list.push_back(*mode);
-  }
+  const std::vector<PrefetchChoice> prefetch_list = prefetch_choices(flags.prefetch);
   std::vector<uint64_t> budgets;
   for (const auto& item : split_list(flags.budgets)) {
     const auto bytes = parse_byte_size(item);
@@ -309,7 +331,7 @@ void run_bench(const BenchFlags& flags) {
   for (int64_t threads : threads_list)
     for (uint64_t budget : budgets)
       for (CachePolicyKind policy : policies)
-        for (PrefetchMode prefetch : prefetch_list) {
+        for (const PrefetchChoice& prefetch : prefetch_list) {
           if (flags.store.empty() && (policy != policies[0] || prefetch != prefetch_list[0])) continue;
           ThreadLimit limit{int(threads)};
           std::unique_ptr<StreamingSession> session;
@@ -324,13 +346,18 @@ void run_bench(const BenchFlags& flags) {
                                      .options = {.cache_slots = flags.cache_slots,
                                                  .policy = policy,
                                                  .hot = hot,
-                                                 .prefetch = prefetch,
+                                                 .prefetch = prefetch.mode,
                                                  .cancel_mispredicted = !flags.keep_mispredicted,
                                                  .read_block_bytes = *block,
                                                  .verify = verify,
                                                  .threads = {.threads = int(threads)}},
                                      .storage = storage};
             session = std::make_unique<StreamingSession>(model, request);
+          }
+          std::optional<OraclePrefetch> oracle;  // destroyed before the session it wraps
+          if (session && prefetch.oracle) {
+            oracle.emplace(session->source(), trace.moe_layers.front(), prefetch.oracle == 2);
+            model.set_expert_source(&*oracle);
           }
           std::vector<std::pair<std::string, int64_t>> tests;
           for (int64_t p : prompts)
@@ -340,6 +367,8 @@ void run_bench(const BenchFlags& flags) {
           for (const auto& [name, size] : tests) {
             TokenSource random(config.vocab_size, flags.seed, text_tokens);
             auto once = [&] {
+              if (flags.repeat_tokens || oracle) random = TokenSource(config.vocab_size, flags.seed, text_tokens);
+              if (oracle) oracle->restart();
               return size > 0 ? run_prompt(model, size, random) : run_generation(model, -size, random);
             };
             if (!flags.no_warmup) once();
@@ -369,6 +398,7 @@ void run_bench(const BenchFlags& flags) {
                 total.io_wait_seconds += s.io_wait_seconds;
                 total.records_verified += s.records_verified;
                 total.steps += s.steps;
+                total.drive_busy_seconds += s.drive_busy_seconds;
                 total.prefetch_steps += s.prefetch_steps;
               }
             }
@@ -390,7 +420,7 @@ void run_bench(const BenchFlags& flags) {
                 {"dram_budget", session ? session->budget().limit_bytes() : 0},
                 {"cache_slots", session ? session->source().cache_slots() : 0},
                 {"cache_policy", session ? std::string(cache_policy_name(policy)) : std::string("")},
-                {"prefetch", session ? std::string(prefetch_mode_name(prefetch)) : std::string("-")},
+                {"prefetch", session ? prefetch.name : std::string("-")},
                 {"prefetch_step_share", total.steps ? double(total.prefetch_steps) / double(total.steps) : 0.0},
                 {"threads", threads},
                 {"test", name},
@@ -409,6 +439,9 @@ void run_bench(const BenchFlags& flags) {
                 {"prefetch_overfetch", total.prefetch_overfetch()},
                 {"prefetch_cancelled", total.prefetch_cancelled},
                 {"io_wait_share", seconds_total > 0 ? total.io_wait_seconds / seconds_total : 0.0},
+                {"drive_busy_share", seconds_total > 0 ? total.drive_busy_seconds / seconds_total : 0.0},
+                {"drive_busy_bytes_per_second",
+                 total.drive_busy_seconds > 0 ? double(total.bytes_read) / total.drive_busy_seconds : 0.0},
                 {"budget_peak_bytes", session ? session->budget().peak_bytes() : 0}};
             rows.push_back(row);
             if (flags.output == "md" && rows.size() == 1)
@@ -497,7 +530,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--cache-policy", f->policies, "Expert cache policy (list): lru, lfu, next-use (default)");
   cmd->add_option("--prefetch", f->prefetch,
                   "Next-layer prefetch (list of on/off/auto, or 1/0; default auto: measures both while "
-                  "decoding and keeps the faster)");
+                  "decoding and keeps the faster). With --store also oracle-next / oracle: the warm-up's "
+                  "routing replayed as perfect predictions (next layer / also the first MoE layer at each "
+                  "step's start), the ceiling of any predictor; implies --repeat-tokens");
   cmd->add_flag("--keep-mispredicted", f->keep_mispredicted,
                 "With --store: let reads of prefetched experts their layer does not use run to the end "
                 "(default: withdraw the ones still queued)");
@@ -508,6 +543,8 @@ void register_bench(CLI::App& app) {
                   "With --store: at most this many cache slots (default: all the budget allows)");
   cmd->add_option("--hot", f->hot_file, "Experts to keep resident: a plan file or [[layer, expert], ...]");
   cmd->add_flag("--no-warmup", f->no_warmup, "Skip the warm-up run of each test");
+  cmd->add_flag("--repeat-tokens", f->repeat_tokens,
+                "Feed the same tokens to the warm-up and every repetition (the baseline for --prefetch oracle)");
   cmd->add_option(
       "--format", f->format,
       "Without --store: experts repacked into DRAM as fp8 (default), int8, int4, bf16, or ref (the "

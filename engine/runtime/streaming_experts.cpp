@@ -1,8 +1,8 @@
 #include "engine/runtime/streaming_experts.h"
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -554,10 +554,8 @@ StreamingSession::~StreamingSession() {
 std::string StreamingSession::summary() const {
   const StreamingStats& s = source_->stats();
   std::string prefetch(prefetch_mode_name(source_->options().prefetch));
-  if (source_->options().prefetch == PrefetchMode::kAuto) {
-    const double share = s.steps ? 100.0 * double(s.prefetch_steps) / double(s.steps) : 0.0;
-    prefetch += " (on in " + std::to_string(int(std::lround(share))) + "% of steps)";
-  }
+  if (source_->options().prefetch == PrefetchMode::kAuto)
+    prefetch += " (on in " + std::to_string(int(std::lround(100 * s.prefetch_step_share()))) + "% of steps)";
   char text[512];
   std::snprintf(
       text, sizeof text,

@@ -84,6 +84,7 @@ struct StreamingStats {
   double drive_busy_seconds = 0;         // reads in flight (from the first submitted to the last in)
   double run_seconds = 0;                // inside run()
   double cache_hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
+  double prefetch_step_share() const { return steps ? double(prefetch_steps) / double(steps) : 0.0; }
   double prefetch_recall() const {
     return needed_after_prediction ? double(predicted_needed) / double(needed_after_prediction) : 0.0;
   }

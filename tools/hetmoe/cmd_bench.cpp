@@ -96,10 +96,8 @@ std::vector<PrefetchChoice> prefetch_choices(const std::vector<std::string>& val
 
 // "on", "off", "oracle…", or for auto the share of steps it ran with prefetch: "auto (75% on)".
 std::string prefetch_label(const PrefetchChoice& choice, const StreamingStats& stats) {
-  const PrefetchMode mode = choice.mode;
-  if (choice.oracle || mode != PrefetchMode::kAuto) return choice.name;
-  const double share = stats.steps ? double(stats.prefetch_steps) / double(stats.steps) : 0.0;
-  return "auto (" + std::to_string(int(std::lround(100 * share))) + "% on)";
+  if (choice.oracle || choice.mode != PrefetchMode::kAuto) return choice.name;
+  return "auto (" + std::to_string(int(std::lround(100 * stats.prefetch_step_share()))) + "% on)";
 }
 
 std::vector<int64_t> int_list(const std::vector<std::string>& values, const char* flag) {
@@ -421,7 +419,7 @@ void run_bench(const BenchFlags& flags) {
                 {"cache_slots", session ? session->source().cache_slots() : 0},
                 {"cache_policy", session ? std::string(cache_policy_name(policy)) : std::string("")},
                 {"prefetch", session ? prefetch.name : std::string("-")},
-                {"prefetch_step_share", total.steps ? double(total.prefetch_steps) / double(total.steps) : 0.0},
+                {"prefetch_step_share", total.prefetch_step_share()},
                 {"threads", threads},
                 {"test", name},
                 {"n_prompt", size > 0 ? size : 0},

@@ -111,5 +111,29 @@ TEST_F(CliInference, ClearErrorsOnBadInput) {
   EXPECT_NE(r.err.find("nope"), std::string::npos) << r.err;
 }
 
+TEST_F(CliInference, BenchPrefetchModesAndTheOracle) {
+  const std::string store = (root_ / "tiny.hmx").string();
+  ASSERT_EQ(run({"pack", "-m", kModel, "-o", store}).exit_code, 0);
+  CliResult r = run({"bench", "-m", kModel, "--store", store, "--cache-slots", "16", "-p", "0", "-n", "12", "-r", "1",
+                     "--repeat-tokens", "--prefetch", "off,auto,oracle", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0]["prefetch"], "off");
+  EXPECT_EQ(rows[0]["prefetch_step_share"], 0.0);
+  EXPECT_EQ(rows[1]["prefetch"], "auto");
+  EXPECT_EQ(rows[2]["prefetch"], "oracle");
+  EXPECT_EQ(rows[2]["prefetch_recall"], 1.0);  // the warm-up's routing, replayed on the same tokens
+  EXPECT_EQ(rows[2]["prefetch_overfetch"], 0.0);
+  for (const auto& row : rows) {
+    EXPECT_GE(row["drive_busy_share"].get<double>(), 0.0);
+    EXPECT_LE(row["drive_busy_share"].get<double>(), 1.0);
+  }
+  r = run({"bench", "-m", kModel, "--store", store, "-p", "0", "-n", "2", "--prefetch", "sometimes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad --prefetch 'sometimes'"), std::string::npos) << r.err;
+  EXPECT_NE(run({"run", "-m", kModel, "--store", store, "-p", "hi", "--prefetch", "maybe"}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace hetmoe

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/absorbed_attention.h"
 #include "cpu/linear.h"
 #include "cpu/ops.h"
 #include "engine/core/error.h"
@@ -212,103 +213,19 @@ void Model::attend_naive(const AttentionWeights& a, int64_t l, const Rows& rows,
   (void)latent;
 }
 
-// The absorbed form per (row block, head). A prompt's rows of one sequence go in blocks of up to
-// kAbsorbedRows (64: 4x fewer dequantisations than 16, +5% on a 102-token DeepSeek-shaped INT4
-// prompt; the block's f32 buffers are in forward_activation_bytes): the head's W_UK and W_UV are
-// dequantised once per block into f32 rows (the values axpy_weight_rows / dot_weight_rows use),
-// and the latent cache is walked in blocks of
-// kAbsorbedPositions positions, each shared by the block's rows while it is in L2. A decode
-// step's single row reads kv_b in place. Every (row, head) result is the same sequence of
-// operations either way — dot_rows is per-row exact, axpy_rows adds rows in order — so a token's
-// output does not depend on the batch (Model.LongPrefillEqualsDecodingTokenByToken).
+// The absorbed form per (row block, head) (cpu/absorbed_attention.h). A prompt's rows of one
+// sequence go in blocks of up to kAbsorbedRows (64: 4x fewer dequantisations of the head's W_UK
+// and W_UV than 16, +5% on a 102-token DeepSeek-shaped INT4 prompt; the block's f32 buffers are
+// in forward_activation_bytes). A decode step's single row reads kv_b in place. A token's output
+// does not depend on the batch (Model.LongPrefillEqualsDecodingTokenByToken).
 namespace {
 
-constexpr int64_t kAbsorbedRows = kAbsorbedAttentionRows, kAbsorbedPositions = 64;
+constexpr int64_t kAbsorbedRows = kAbsorbedAttentionRows;
 
 struct AbsorbedScratch {
-  std::vector<float> w_uk, w_uv;                      // f32 [nope, latent], [v, latent]
-  std::vector<float> q_latent, scores, rope, context;  // per row of the block
+  cpu::AbsorbedScratch buffers;
   int64_t positions[kAbsorbedRows];
 };
-
-// One (row block, head) task: rows of one sequence at `positions`.
-struct AbsorbedTask {
-  const ModelConfig& c;
-  const cpu::WeightMatrix& kv_b;  // [heads * (nope + v), latent]; head hd's W_UK, then its W_UV
-  const KvCache& cache;
-  int64_t layer, head, rows, visible;  // visible = 1 + the block's last position
-  const float* q;                      // the first row's q of this head; rows q_stride apart
-  int64_t q_stride;
-  cpu::Isa isa;
-  AbsorbedScratch& s;
-
-  int64_t w_uk() const { return head * (c.qk_nope_head_dim + c.v_head_dim); }
-  int64_t w_uv() const { return w_uk() + c.qk_nope_head_dim; }
-  // Positions [u0, u0 + kAbsorbedPositions) row i sees.
-  int64_t seen(int64_t i, int64_t u0) const { return std::min(u0 + kAbsorbedPositions, s.positions[i] + 1) - u0; }
-};
-
-float* zeroed(std::vector<float>& v, int64_t count) {
-  v.assign(size_t(count), 0.0f);
-  return v.data();
-}
-
-// Room for `count` floats; the caller writes every element it later reads.
-float* sized(std::vector<float>& v, int64_t count) {
-  if (v.size() < size_t(count)) v.resize(size_t(count));
-  return v.data();
-}
-
-// q̃ = W_UKᵀ q_nope per row into s.q_latent.
-void absorb_queries(const AbsorbedTask& t) {
-  const int64_t nope = t.c.qk_nope_head_dim, latent = t.c.kv_lora_rank;
-  float* q_latent = zeroed(t.s.q_latent, t.rows * latent);
-  if (t.rows == 1) return cpu::axpy_weight_rows(t.q, t.kv_b, t.w_uk(), nope, q_latent, t.isa);
-  cpu::weight_rows(t.kv_b, t.w_uk(), nope, sized(t.s.w_uk, nope * latent), t.isa);
-  for (int64_t i = 0; i < t.rows; ++i)
-    cpu::axpy_rows(t.q + i * t.q_stride, t.s.w_uk.data(), latent, nope, q_latent + i * latent, latent, t.isa);
-}
-
-// Softmax of scale · (q̃ · latent + q_rope · rope key) over the positions each row sees, into
-// s.scores (rows `visible` apart); latents and rope keys are contiguous by position (kv_cache.h).
-void attention_weights(const AbsorbedTask& t) {
-  const int64_t nope = t.c.qk_nope_head_dim, rope_dim = t.c.qk_rope_head_dim, latent = t.c.kv_lora_rank;
-  // dot_rows writes each score a row sees (positions ≤ its own); the rest are never read.
-  float* scores = sized(t.s.scores, t.rows * t.visible);
-  float* rope = sized(t.s.rope, t.rows * t.visible);
-  for (int64_t u0 = 0; u0 < t.visible; u0 += kAbsorbedPositions)
-    for (int64_t i = 0; i < t.rows; ++i) {
-      const int64_t count = t.seen(i, u0);
-      if (count <= 0) continue;
-      cpu::dot_rows(&t.s.q_latent[size_t(i * latent)], t.cache.latent(t.layer, u0), latent, count, latent,
-                    scores + i * t.visible + u0, t.isa);
-      cpu::dot_rows(t.q + i * t.q_stride + nope, t.cache.rope_key(t.layer, u0), rope_dim, count, rope_dim,
-                    rope + i * t.visible + u0, t.isa);
-    }
-  const float scale = float(t.c.softmax_scale());
-  for (int64_t i = 0; i < t.rows; ++i) {
-    float* si = scores + i * t.visible;
-    for (int64_t u = 0; u <= t.s.positions[i]; ++u) si[u] = scale * (si[u] + rope[i * t.visible + u]);
-    cpu::softmax(si, t.s.positions[i] + 1);
-  }
-}
-
-// context = W_UV · Σ_u weight_u · latent_u per row, into out (rows out_stride apart).
-void weighted_context(const AbsorbedTask& t, float* out, int64_t out_stride) {
-  const int64_t v_dim = t.c.v_head_dim, latent = t.c.kv_lora_rank;
-  float* context_latent = zeroed(t.s.context, t.rows * latent);
-  for (int64_t u0 = 0; u0 < t.visible; u0 += kAbsorbedPositions)
-    for (int64_t i = 0; i < t.rows; ++i) {
-      const int64_t count = t.seen(i, u0);
-      if (count > 0)
-        cpu::axpy_rows(&t.s.scores[size_t(i * t.visible + u0)], t.cache.latent(t.layer, u0), latent, count,
-                       context_latent + i * latent, latent, t.isa);
-    }
-  if (t.rows == 1) return cpu::dot_weight_rows(context_latent, t.kv_b, t.w_uv(), v_dim, out, t.isa);
-  cpu::weight_rows(t.kv_b, t.w_uv(), v_dim, sized(t.s.w_uv, v_dim * latent), t.isa);
-  for (int64_t i = 0; i < t.rows; ++i)
-    cpu::dot_rows(context_latent + i * latent, t.s.w_uv.data(), latent, v_dim, latent, out + i * out_stride, t.isa);
-}
 
 }  // namespace
 
@@ -327,21 +244,19 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
     begin = end;
   }
   tbb::enumerable_thread_specific<AbsorbedScratch> scratch;
+  const cpu::AbsorbedShape shape{.nope = c.qk_nope_head_dim, .rope = c.qk_rope_head_dim, .latent = c.kv_lora_rank,
+                                 .v = v_dim, .scale = float(c.softmax_scale())};
   tbb::parallel_for(int64_t(0), int64_t(blocks.size()) * heads, [&](int64_t index) {
     const auto [r0, r1] = blocks[size_t(index / heads)];
     const int64_t hd = index % heads;
     AbsorbedScratch& s = scratch.local();
-    int64_t visible = 0;
-    for (int64_t r = r0; r < r1; ++r) {
-      s.positions[r - r0] = rows.rows[size_t(r)].position;
-      visible = std::max(visible, s.positions[r - r0] + 1);
-    }
-    const AbsorbedTask task{.c = c, .kv_b = a.kv_b, .cache = *rows.rows[size_t(r0)].cache, .layer = l, .head = hd,
-                            .rows = r1 - r0, .visible = visible, .q = q + (r0 * heads + hd) * qk,
-                            .q_stride = heads * qk, .isa = cpu::active_isa(), .s = s};
-    absorb_queries(task);
-    attention_weights(task);
-    weighted_context(task, context + (r0 * heads + hd) * v_dim, heads * v_dim);
+    for (int64_t r = r0; r < r1; ++r) s.positions[r - r0] = rows.rows[size_t(r)].position;
+    const KvCache& cache = *rows.rows[size_t(r0)].cache;
+    const cpu::AbsorbedHead task{.shape = shape, .kv_b = &a.kv_b, .head = hd, .latents = cache.latent(l, 0),
+                                 .rope_keys = cache.rope_key(l, 0), .positions = s.positions, .rows = r1 - r0,
+                                 .q = q + (r0 * heads + hd) * qk, .q_stride = heads * qk};
+    cpu::absorbed_attention_head(task, context + (r0 * heads + hd) * v_dim, heads * v_dim, s.buffers,
+                                 cpu::active_isa());
   });
 }
 

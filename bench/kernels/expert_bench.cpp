@@ -1,7 +1,7 @@
 // The expert FFN kernels at DeepSeek-V3 expert shape (hidden 7168, intermediate 2048), per
 // format, against this machine's limits measured at start-up in the same run.
 //
-//   decode/<format>/tokens:T/threads:N   one MoE layer step: 8 experts × T tokens each, the
+//   decode/<format>/tokens:T/threads:N   one MoE layer step: 8 experts × T tokens each (T = 1, 4, 6), the
 //       experts cycling through a pool of >= 4× LLC so their weights stream from DRAM.
 //       bytes_per_second = packed weight bytes streamed; frac_of_limit = that / read bandwidth
 //       (a STREAM-like read of the same pool on the same threads, measured right before in
@@ -275,7 +275,7 @@ void register_benchmarks(int max_threads) {
   for (cpu::PackedFormat format : kFormats) {
     const std::string name(cpu::packed_format_name(format));
     for (int n : thread_counts)
-      for (int64_t tokens : {1, 4})
+      for (int64_t tokens : {1, 4, 6})  // 6: two chunks of the decode kernel (an expert's share of a short prompt)
         benchmark::RegisterBenchmark(
             ("decode/" + name + "/tokens:" + std::to_string(tokens) + "/threads:" + std::to_string(n))
                 .c_str(),

@@ -135,5 +135,27 @@ TEST_F(CliInference, BenchPrefetchModesAndTheOracle) {
   EXPECT_NE(run({"run", "-m", kModel, "--store", store, "-p", "hi", "--prefetch", "maybe"}).exit_code, 0);
 }
 
+TEST_F(CliInference, BenchAtADepth) {
+  // -d fills the context untimed before each test, as llama-bench's -d: names and n_depth per test.
+  CliResult r = run({"bench", "-m", kModel, "-p", "8", "-n", "4", "-d", "0,24", "-r", "1", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 4u);
+  const char* names[] = {"pp8", "tg4", "pp8 @ d24", "tg4 @ d24"};
+  const int depths[] = {0, 0, 24, 24};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(rows[i]["test"], names[i]);
+    EXPECT_EQ(rows[i]["n_depth"], depths[i]);
+    EXPECT_GT(rows[i]["tokens_per_second"].get<double>(), 0.0);
+    EXPECT_GT(rows[i]["cpu_seconds_per_token"].get<double>(), 0.0);
+  }
+  r = run({"bench", "-m", kModel, "-p", "8", "-n", "0", "-d", "deep"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad -d value 'deep'"), std::string::npos) << r.err;
+  r = run({"bench", "-m", kModel, "-p", "8", "-n", "0", "-d", "100", "-o", "md"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("pp8 @ d100"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace hetmoe

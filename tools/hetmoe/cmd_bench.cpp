@@ -1,9 +1,10 @@
 // hetmoe bench -m DIR [--store STORE --dram-budget N] [-p 512] [-n 128] [-r 3] [-o md|json|csv]
 //
 // llama-bench-style throughput: a prompt-processing test ppP (one forward of P random tokens)
-// per -p value and a generation test tgN (N one-token steps from an empty context) per -n
-// value, each repeated -r times after a warm-up, for every combination of the list flags
-// (-t, --dram-budget, --cache-policy, --prefetch). With --store the routed experts stream
+// per -p value and a generation test tgN (N one-token steps) per -n value, from an empty
+// context or, per -d value D, after D tokens filled untimed ("tg32 @ d512"), each repeated -r
+// times after a warm-up, for every combination of the list flags (-t, --dram-budget,
+// --cache-policy, --prefetch). With --store the routed experts stream
 // from the packed store under the budget; without it they come from the checkpoint's mmap
 // (the page cache: how llama.cpp runs models larger than RAM).
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -37,7 +39,7 @@ namespace {
 struct BenchFlags {
   std::string model_dir;
   std::string store;
-  std::vector<std::string> prompts{"512"}, generations{"128"}, threads{"0"}, budgets, policies{"next-use"},
+  std::vector<std::string> prompts{"512"}, generations{"128"}, depths{"0"}, threads{"0"}, budgets, policies{"next-use"},
       prefetch{"auto"};
   int reps = 3;
   std::string output = "md";
@@ -167,31 +169,67 @@ class TokenSource {
   size_t at_ = 0;
 };
 
-// One timed forward of `p` tokens from an empty context.
-double run_prompt(const Model& model, int64_t p, TokenSource& tokens) {
-  std::vector<int32_t> ids(static_cast<size_t>(p));
-  for (auto& id : ids) id = tokens.next();
-  KvCache cache(model.config(), p);
-  std::vector<float> logits;
-  SequenceStep step{&cache, ids, false, &logits};
+// What one repetition of a test cost: wall seconds, and the process's CPU seconds and storage
+// read bytes over the same span (the timed part only: not the context filled before it).
+struct Timed {
+  double seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t read_bytes = 0;
+};
+
+double process_cpu_seconds();
+uint64_t process_read_bytes();
+
+// Fills `cache` with `depth` tokens (one untimed forward), calls `filled`, then times `body`.
+template <typename Body>
+Timed after_depth(const Model& model, KvCache& cache, int64_t depth, TokenSource& tokens,
+                  const std::function<void()>& filled, Body&& body) {
+  if (depth > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(depth));
+    for (auto& id : ids) id = tokens.next();
+    std::vector<float> logits;
+    SequenceStep step{&cache, ids, false, &logits};
+    model.forward(std::span(&step, 1));
+  }
+  if (filled) filled();
+  const uint64_t read_before = process_read_bytes();
+  const double cpu_before = process_cpu_seconds();
   const auto start = std::chrono::steady_clock::now();
-  model.forward(std::span(&step, 1));
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  body();
+  Timed t;
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  t.cpu_seconds = process_cpu_seconds() - cpu_before;
+  t.read_bytes = process_read_bytes() - read_before;
+  return t;
 }
 
-// `n` timed one-token steps from an empty context: greedy, or teacher-forced with a text.
-double run_generation(const Model& model, int64_t n, TokenSource& tokens) {
-  KvCache cache(model.config(), n);
+// One timed forward of `p` tokens after `depth` tokens of context.
+Timed run_prompt(const Model& model, int64_t p, int64_t depth, TokenSource& tokens,
+                 const std::function<void()>& filled) {
+  KvCache cache(model.config(), depth + p);
+  std::vector<int32_t> ids(static_cast<size_t>(p));
   std::vector<float> logits;
-  int32_t next = tokens.next();
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < n; ++i) {
-    SequenceStep step{&cache, std::span(&next, 1), false, &logits};
+  return after_depth(model, cache, depth, tokens, filled, [&] {
+    for (auto& id : ids) id = tokens.next();
+    SequenceStep step{&cache, ids, false, &logits};
     model.forward(std::span(&step, 1));
-    next = tokens.from_text() ? tokens.next()
-                              : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  });
+}
+
+// `n` timed one-token steps after `depth` tokens of context: greedy, or teacher-forced with a text.
+Timed run_generation(const Model& model, int64_t n, int64_t depth, TokenSource& tokens,
+                     const std::function<void()>& filled) {
+  KvCache cache(model.config(), depth + n);
+  std::vector<float> logits;
+  return after_depth(model, cache, depth, tokens, filled, [&] {
+    int32_t next = tokens.next();
+    for (int64_t i = 0; i < n; ++i) {
+      SequenceStep step{&cache, std::span(&next, 1), false, &logits};
+      model.forward(std::span(&step, 1));
+      next = tokens.from_text() ? tokens.next()
+                                : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+  });
 }
 
 // CPU seconds (user + system, all threads) this process has used: robust to other processes
@@ -262,6 +300,8 @@ void run_bench(const BenchFlags& flags) {
         "-o must be md, json or csv");
   const std::vector<int64_t> prompts = int_list(flags.prompts, "-p");
   const std::vector<int64_t> generations = int_list(flags.generations, "-n");
+  const std::vector<int64_t> depths = int_list(flags.depths, "-d");
+  check(!depths.empty(), "-d needs at least one depth", {.hint = "0 is an empty context"});
   const std::vector<int64_t> threads_list = int_list(flags.threads, "-t");
   const std::vector<PrefetchChoice> prefetch_list = prefetch_choices(flags.prefetch);
   std::vector<uint64_t> budgets;
@@ -322,6 +362,7 @@ void run_bench(const BenchFlags& flags) {
   }
   const int64_t max_p = prompts.empty() ? 1 : *std::max_element(prompts.begin(), prompts.end());
   const int64_t max_n = generations.empty() ? 1 : *std::max_element(generations.begin(), generations.end());
+  const int64_t max_d = *std::max_element(depths.begin(), depths.end());
   const double size_gib = double(model_file_bytes(flags.model_dir)) / double(1ull << 30);
   const std::string model_name = std::filesystem::path(flags.model_dir).filename().string();
 
@@ -337,8 +378,8 @@ void run_bench(const BenchFlags& flags) {
             StreamingRequest request{.store = flags.store,
                                      .dram_budget_bytes = budget,
                                      .shape = {.sequences = 1,
-                                               .context = std::max(max_p, max_n),
-                                               .batch_tokens = std::max<int64_t>(max_p, 1),
+                                               .context = max_d + std::max(max_p, max_n),
+                                               .batch_tokens = std::max<int64_t>({max_p, max_d, 1}),
                                                .logit_rows = 1,
                                                .threads = int(threads)},
                                      .options = {.cache_slots = flags.cache_slots,
@@ -357,30 +398,42 @@ void run_bench(const BenchFlags& flags) {
             oracle.emplace(session->source(), trace.moe_layers.front(), prefetch.oracle == 2);
             model.set_expert_source(&*oracle);
           }
-          std::vector<std::pair<std::string, int64_t>> tests;
-          for (int64_t p : prompts)
-            if (p > 0) tests.emplace_back("pp" + std::to_string(p), p);
-          for (int64_t n : generations)
-            if (n > 0) tests.emplace_back("tg" + std::to_string(n), -n);
-          for (const auto& [name, size] : tests) {
+          struct Test {
+            std::string name;
+            int64_t size;  // > 0: a prompt of that many tokens; < 0: that many one-token steps
+            int64_t depth;
+          };
+          std::vector<Test> tests;
+          for (int64_t d : depths) {
+            const std::string at = d > 0 ? " @ d" + std::to_string(d) : "";
+            for (int64_t p : prompts)
+              if (p > 0) tests.push_back({"pp" + std::to_string(p) + at, p, d});
+            for (int64_t n : generations)
+              if (n > 0) tests.push_back({"tg" + std::to_string(n) + at, -n, d});
+          }
+          for (const auto& [name, size, depth] : tests) {
             TokenSource random(config.vocab_size, flags.seed, text_tokens);
+            // Statistics count the timed part only: reset once the context is filled.
+            std::function<void()> filled;
+            if (session) filled = [&] { session->source().reset_stats(); };
             auto once = [&] {
               if (flags.repeat_tokens || oracle) random = TokenSource(config.vocab_size, flags.seed, text_tokens);
               if (oracle) oracle->restart();
-              return size > 0 ? run_prompt(model, size, random) : run_generation(model, -size, random);
+              return size > 0 ? run_prompt(model, size, depth, random, filled)
+                              : run_generation(model, -size, depth, random, filled);
             };
             if (!flags.no_warmup) once();
             std::vector<double> tps;
             StreamingStats total;
-            double seconds_total = 0;
+            double seconds_total = 0, cpu_seconds = 0;
+            uint64_t process_read = 0;
             recorder.enabled = true;
-            const uint64_t read_before = process_read_bytes();
-            const double cpu_before = process_cpu_seconds();
             for (int r = 0; r < flags.reps; ++r) {
-              if (session) session->source().reset_stats();
-              const double seconds = once();
-              seconds_total += seconds;
-              tps.push_back(double(std::abs(size)) / seconds);
+              const Timed timed = once();
+              seconds_total += timed.seconds;
+              cpu_seconds += timed.cpu_seconds;
+              process_read += timed.read_bytes;
+              tps.push_back(double(std::abs(size)) / timed.seconds);
               if (session) {
                 const StreamingStats& s = session->source().stats();
                 total.lookups += s.lookups;
@@ -401,8 +454,6 @@ void run_bench(const BenchFlags& flags) {
               }
             }
             recorder.enabled = false;
-            const uint64_t process_read = process_read_bytes() - read_before;
-            const double cpu_seconds = process_cpu_seconds() - cpu_before;
             const double tokens = double(std::abs(size)) * flags.reps;
             nlohmann::json row = {
                 {"model", model_name},
@@ -424,6 +475,7 @@ void run_bench(const BenchFlags& flags) {
                 {"test", name},
                 {"n_prompt", size > 0 ? size : 0},
                 {"n_gen", size < 0 ? -size : 0},
+                {"n_depth", depth},
                 {"reps", flags.reps},
                 {"tokens_per_second", mean(tps)},
                 {"tokens_per_second_sd", stddev(tps)},
@@ -476,6 +528,7 @@ void run_bench(const BenchFlags& flags) {
                           "prefetch",
                           "threads",
                           "test",
+                          "n_depth",
                           "tokens_per_second",
                           "tokens_per_second_sd",
                           "nvme_bytes_per_token",
@@ -522,6 +575,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--dram-budget", f->budgets, "DRAM budget(s) with --store, e.g. 8GiB (list: 4GiB,8GiB)");
   cmd->add_option("-p,--n-prompt", f->prompts, "Prompt lengths (list; 0 skips; default 512)");
   cmd->add_option("-n,--n-gen", f->generations, "Generation lengths (list; 0 skips; default 128)");
+  cmd->add_option("-d,--n-depth", f->depths,
+                  "Context filled before each test, untimed (list; default 0): ppP @ dD and tgN @ dD run "
+                  "after a prompt of D tokens, as llama-bench's -d");
   cmd->add_option("-r,--repetitions", f->reps, "Repetitions per test (default 3)");
   cmd->add_option("-t,--threads", f->threads, "Threads (list; 0: all cores)");
   cmd->add_option("-o,--output", f->output, "Output: md (default), json, csv");

@@ -50,6 +50,8 @@ ModelShape model_shape(const ModelConfig& config) {
   auto add = [](WeightGroup& group, const TensorSpec& spec) {
     if (spec.is_parameter()) group.params += double(spec.numel());
     group.bytes += double(spec.nbytes());
+    // kv_b is no projection of the CPU engine's absorbed attention (§3.4).
+    if (spec.role == TensorRole::kLinear && !spec.name.ends_with("kv_b_proj.weight")) group.outputs += double(spec.shape[0]);
   };
   for (const TensorSpec& spec : tensors) {
     switch (spec.group) {
@@ -90,7 +92,10 @@ ModelShape model_shape(const ModelConfig& config) {
 
 WeightGroup in_format(const WeightGroup& group, WeightFormat format) {
   if (format == group.format) return group;
-  return {.params = group.params, .bytes = group.params * weight_format_bits(format) / 8.0, .format = format};
+  return {.params = group.params,
+          .bytes = group.params * weight_format_bits(format) / 8.0,
+          .format = format,
+          .outputs = group.outputs};
 }
 
 double expected_distinct_experts(const std::vector<double>& p, double tokens) {

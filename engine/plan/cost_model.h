@@ -23,6 +23,7 @@ struct WeightGroup {
   double params = 0;  // parameters (scales excluded)
   double bytes = 0;   // stored bytes in `format`, scales included
   WeightFormat format = WeightFormat::kBF16;
+  double outputs = 0;  // output features per token of its [out, in] projections run by cpu::linear
 };
 
 // What the cost model needs from a config; every MLA layer has the same attention, every MoE

@@ -1,6 +1,7 @@
 #include "engine/plan/cost_terms.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "engine/core/error.h"
@@ -170,6 +171,8 @@ Time CostTerms::cpu_group(const WeightGroup& group, double tokens, int calls, do
   const double large = std::max(0.0, tokens - double(kSmallBatchTokens));
   if (small > 0) t.add(Resource::kCpuCompute, 2.0 * small * group.params / cpu_flops_rate(group, false, true));
   if (large > 0) t.add(Resource::kCpuCompute, 2.0 * large * group.params / cpu_flops_rate(group, false, false));
+  if (large > 0 && !in_.traits->prefill_as_gemv)
+    t.add(Resource::kCpuCompute, large * group.outputs * in_.profile->cpu.linear_output_seconds / in_.traits->cpu_in_engine_efficiency);
   t.add(Resource::kOverhead, double(calls) * in_.profile->cpu.kernel_call_overhead_seconds);
   return t;
 }
@@ -207,6 +210,21 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
   const CpuProfile& cpu = in_.profile->cpu;
   const double latent = double(c.kv_lora_rank);
   const double nope_v = double(c.qk_nope_head_dim + c.v_head_dim);
+  if (prefill && absorbed && tr.cpu_vector_ops && cpu.has_attention()) {
+    // Measured as the engine runs it (CpuProfile::attention_*): per (row, head) W_UK / W_UV on the
+    // block's dequantised rows, per (pair, head) the scores, softmax and weighted sum; tasks are
+    // (block of 64 rows of one prompt, head), each reading its head's kv_b rows once.
+    const double prompts = std::max(1.0, double(in_.workload.batch));
+    const double blocks = prompts * std::ceil(tokens / prompts / double(kAbsorbedAttentionRows));
+    const double parallel = std::max(1.0, std::min(blocks * heads, double(cpu.physical_cores)));
+    auto per = [](double fixed, double flops, double rate) { return fixed + (rate > 0 ? flops / rate : 0.0); };
+    const double row = per(cpu.attention_row_seconds, 2.0 * nope_v * latent, cpu.attention_row_flops_per_second);
+    const double pair = per(cpu.attention_pair_seconds, flops_per_pair / heads, cpu.attention_pair_flops_per_second);
+    const double compute = heads * (tokens * row + pairs * pair) / parallel / tr.cpu_in_engine_efficiency;
+    const double memory = blocks * kv_b_reread_bytes() / in_.profile->dram.read_bytes_per_second;
+    compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
+    return t;
+  }
   if (tr.cpu_vector_ops && cpu.vector_flops_per_second > 0 && absorbed) {
     // Per (token, head): q̃ = W_UKᵀ q_nope (nope axpys of `latent`) and W_UV · context (v dots),
     // over kv_b; per (pair, head): a latent dot, a rope dot and a latent axpy.

@@ -152,6 +152,11 @@ CpuProfile parse_cpu(const json& value, const std::string& origin) {
   cpu.vector_flops_per_second = r.number("vector_flops_per_second", false);
   cpu.vector_call_seconds = r.number("vector_call_seconds", false);
   cpu.vector_stream_bytes_per_second = r.number("vector_stream_bytes_per_second", false);
+  cpu.linear_output_seconds = r.number("linear_output_seconds", false);
+  cpu.attention_row_seconds = r.number("attention_row_seconds", false);
+  cpu.attention_row_flops_per_second = r.number("attention_row_flops_per_second", false);
+  cpu.attention_pair_seconds = r.number("attention_pair_seconds", false);
+  cpu.attention_pair_flops_per_second = r.number("attention_pair_flops_per_second", false);
   check(cpu.physical_cores >= cpu.sockets, "cpu.physical_cores must be >= cpu.sockets", {.path = origin});
   check(r.has("kernels"), "cpu.kernels is missing",
         {.path = origin, .hint = "give at least one format, e.g. \"kernels\": {\"fp8\": {\"decode_weight_bytes_per_second\": "
@@ -292,6 +297,11 @@ json hardware_profile_to_json(const HardwareProfile& p) {
                 {"vector_flops_per_second", p.cpu.vector_flops_per_second},
                 {"vector_call_seconds", p.cpu.vector_call_seconds},
                 {"vector_stream_bytes_per_second", p.cpu.vector_stream_bytes_per_second},
+                {"linear_output_seconds", p.cpu.linear_output_seconds},
+                {"attention_row_seconds", p.cpu.attention_row_seconds},
+                {"attention_row_flops_per_second", p.cpu.attention_row_flops_per_second},
+                {"attention_pair_seconds", p.cpu.attention_pair_seconds},
+                {"attention_pair_flops_per_second", p.cpu.attention_pair_flops_per_second},
                 {"kernels", kernels}}},
               {"dram", {{"bytes", p.dram.bytes}, {"read_bytes_per_second", p.dram.read_bytes_per_second}}}};
   if (!dense_kernels.empty()) out["cpu"]["dense_kernels"] = dense_kernels;

@@ -62,6 +62,18 @@ struct CpuProfile {
   // One thread streaming an MLA head's f32 kv_b (128 axpy + 128 dot over 512-float rows) from
   // DRAM, compute included: bytes per second. 0: not measured (the DRAM rate is used instead).
   double vector_stream_bytes_per_second = 0;
+  // A prompt's MLA attention as the engine runs it (cpu/absorbed_attention.h, blocks of 64 rows,
+  // kv_b in cache), one thread, per head, with nope/v/latent/rope of the model:
+  //   t = rows · (attention_row_seconds + 2·(nope + v)·latent / attention_row_flops_per_second)
+  //     + pairs · (attention_pair_seconds + 2·(2·latent + rope) / attention_pair_flops_per_second)
+  // (a rate of 0: that part is all fixed). All 0: not measured (the vector_* model applies).
+  double attention_row_seconds = 0, attention_row_flops_per_second = 0;
+  // cpu::linear's prefill GEMM per token and output row beyond its FLOPs (the horizontal sum and
+  // the store of each output), seconds over all threads: what makes short rows (a small model's
+  // hidden size of 256) slower per FLOP than DeepSeek's. 0: not measured.
+  double linear_output_seconds = 0;
+  double attention_pair_seconds = 0, attention_pair_flops_per_second = 0;
+  bool has_attention() const { return attention_row_seconds + attention_pair_seconds > 0; }
 
   const CpuKernelRate& kernel(WeightFormat f) const { return kernels[int(f)]; }
   const CpuKernelRate& dense_kernel(WeightFormat f) const {

@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "cpu/absorbed_attention.h"
 #include "cpu/cpu_features.h"
 #include "cpu/expert_ffn.h"
 #include "cpu/linear.h"
@@ -282,6 +283,32 @@ CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_s
   return rate;
 }
 
+// cpu::linear's prefill cost per (token, output row) beyond the FLOPs the GEMM rate covers: the
+// slope from 4 to 128 tokens of an FP8 matrix with short rows (2048 x 256, a small model's
+// projections) less its FLOPs at the rate measured on DeepSeek-shaped rows (`fp8_prefill_flops`).
+double measure_linear_output(double fp8_prefill_flops, double seconds, const PassClock& clock) {
+  constexpr int64_t kRows = 2048, kCols = 256, kTokens = 128, kFew = kSmallBatchTokens;
+  std::vector<uint8_t> codes(size_t(kRows * kCols));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);  // finite E4M3
+  std::vector<float> scales(size_t(kRows / 128 * 2), 1e-2f);
+  const cpu::WeightMatrix w{.format = cpu::WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(),
+                            .rows = kRows, .cols = kCols};
+  std::vector<float> x(size_t(kTokens * kCols), 0.01f), y(size_t(kTokens * kRows));
+  auto pass = [&](int64_t tokens) {
+    std::vector<double> passes;
+    const auto start = Clock::now();
+    while (int(passes.size()) < clock.min_passes() || (seconds_since(start) < seconds && passes.size() < 200)) {
+      const double t0 = clock.now();
+      for (int i = 0; i < 8; ++i) cpu::linear(w, x.data(), tokens, y.data());
+      passes.push_back((clock.now() - t0) / 8);
+    }
+    return clock.pick(passes);
+  };
+  const double slope = (pass(kTokens) - pass(kFew)) / double(kTokens - kFew);
+  const double flops = 2.0 * double(kRows * kCols) / fp8_prefill_flops;
+  return std::max(0.0, (slope - flops) / double(kRows));
+}
+
 // Fixed cost of one parallel kernel call: cpu::linear on a 64 x 16 f32 matrix (4 tasks of 16
 // rows, 4 KiB of weights: the fork/join, not the arithmetic) at 1 token.
 double measure_call_overhead(const PassClock& clock) {
@@ -321,6 +348,74 @@ std::pair<double, double> measure_vector_ops(const PassClock& clock) {
   const double per_element = std::max((t512 - t64) / 448.0, 1e-13);
   if (sink == 12345.f) std::fprintf(stderr, " ");  // keep the loop
   return {2.0 / per_element, std::max(0.0, t64 - 64 * per_element)};
+}
+
+// The prompt's MLA attention as the engine runs it (cpu::absorbed_attention_head: one head, a
+// block of 64 rows, FP8 kv_b in cache) on one thread, in two shapes — the bundled model's (latent
+// 128) and DeepSeek-V3's (latent 512) — each at positions [0, 64) and [448, 512). Per shape the two
+// blocks give a cost per (row, head) and per (pair, head); across shapes each splits into a fixed
+// part and a part per FLOP (CpuProfile::attention_*).
+AttentionCost measure_attention(const PassClock& clock) {
+  const PassClock one{.cpu_time = clock.cpu_time, .threads = 1};
+  constexpr int64_t kRows = 64, kFirst[2] = {0, 448};
+  const cpu::AbsorbedShape shapes[2] = {{.nope = 32, .rope = 16, .latent = 128, .v = 32, .scale = 0.1f},
+                                        {.nope = 128, .rope = 64, .latent = 512, .v = 128, .scale = 0.1f}};
+  double row[2] = {}, pair[2] = {}, row_flops[2] = {}, pair_flops[2] = {};
+  for (int k = 0; k < 2; ++k) {
+    const cpu::AbsorbedShape& sh = shapes[k];
+    const int64_t kv_rows = sh.nope + sh.v, positions = kFirst[1] + kRows;
+    std::vector<uint8_t> codes(size_t(kv_rows * sh.latent));
+    for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);  // finite E4M3
+    std::vector<float> scales(size_t((kv_rows + 127) / 128 * ((sh.latent + 127) / 128)), 1e-2f);
+    const cpu::WeightMatrix kv_b{.format = cpu::WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(),
+                                 .rows = kv_rows, .cols = sh.latent};
+    std::vector<float> latents(size_t(positions * sh.latent)), rope(size_t(positions * sh.rope));
+    std::vector<float> q(size_t(kRows * (sh.nope + sh.rope))), out(size_t(kRows * sh.v));
+    for (size_t i = 0; i < latents.size(); ++i) latents[i] = float(int(i % 17) - 8) * 0.01f;
+    for (size_t i = 0; i < rope.size(); ++i) rope[i] = float(int(i % 5) - 2) * 0.02f;
+    for (size_t i = 0; i < q.size(); ++i) q[i] = float(int(i % 11) - 5) * 0.03f;
+    cpu::AbsorbedScratch scratch;
+    double t[2] = {};
+    double pairs[2] = {};
+    for (int b = 0; b < 2; ++b) {
+      int64_t pos[kRows];
+      for (int64_t i = 0; i < kRows; ++i) {
+        pos[i] = kFirst[b] + i;
+        pairs[b] += double(pos[i] + 1);
+      }
+      const cpu::AbsorbedHead task{.shape = sh, .kv_b = &kv_b, .latents = latents.data(), .rope_keys = rope.data(),
+                                   .positions = pos, .rows = kRows, .q = q.data(), .q_stride = sh.nope + sh.rope};
+      const int calls = k == 0 ? 40 : 4;
+      std::vector<double> rounds;
+      for (int round = 0; round < 2 * one.min_passes() + 1; ++round) {
+        const double start = one.now();
+        for (int c = 0; c < calls; ++c)
+          cpu::absorbed_attention_head(task, out.data(), sh.v, scratch, cpu::active_isa());
+        rounds.push_back((one.now() - start) / calls);
+      }
+      t[b] = one.pick(rounds);
+    }
+    pair[k] = std::max((t[1] - t[0]) / (pairs[1] - pairs[0]), 1e-12);
+    row[k] = std::max((t[0] - pairs[0] * pair[k]) / double(kRows), 1e-12);
+    row_flops[k] = 2.0 * double((sh.nope + sh.v) * sh.latent);
+    pair_flops[k] = 2.0 * double(2 * sh.latent + sh.rope);
+  }
+  // t(F) = fixed + F / rate through the two shapes; a rate that noise makes negative or
+  // a fixed part below zero fall back to the nearer bound (all per FLOP / all fixed).
+  auto fit = [](const double* cost, const double* flops, double* fixed, double* rate) {
+    const double per_flop = (cost[1] - cost[0]) / (flops[1] - flops[0]);
+    if (per_flop <= 0) {
+      *fixed = cost[1];
+      *rate = 0;
+      return;
+    }
+    *fixed = std::max(0.0, cost[0] - flops[0] * per_flop);
+    *rate = *fixed > 0 ? 1.0 / per_flop : flops[1] / cost[1];
+  };
+  AttentionCost f;
+  fit(row, row_flops, &f.row_seconds, &f.row_flops_per_second);
+  fit(pair, pair_flops, &f.pair_seconds, &f.pair_flops_per_second);
+  return f;
 }
 
 // Today's CPU attention re-reads kv_b per (token, head) in the checkpoint's format: W_UK's 128
@@ -377,6 +472,8 @@ double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassCloc
 double measure_dram_read_bandwidth(uint64_t buffer_bytes, double seconds) {
   return dram_read_bandwidth(buffer_bytes, seconds, PassClock{});
 }
+
+AttentionCost measure_attention_cost() { return measure_attention(PassClock{}); }
 
 namespace {
 double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassClock& clock) {
@@ -595,11 +692,20 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
   // the plain linear.
   p.cpu.kernels[int(WeightFormat::kF32)] = p.cpu.dense_kernels[int(WeightFormat::kF32)];
   p.cpu.kernel_call_overhead_seconds = measure_call_overhead(clock);
+  say("cpu::linear on short rows (FP8 2048x256 at 4 and 128 tokens): the cost per output row");
+  p.cpu.linear_output_seconds = measure_linear_output(p.cpu.dense_kernels[int(WeightFormat::kFP8)].prefill_flops_per_second,
+                                                      options.seconds_per_test / 4, clock);
   {
     // Single-threaded: a thread's own CPU time, so divide the process clock by nothing.
     const auto [flops, call] = measure_vector_ops(clock);
     p.cpu.vector_flops_per_second = flops;
     p.cpu.vector_call_seconds = call;
+    say("MLA prompt attention (cpu/absorbed_attention.h, one head, blocks of 64 rows, one thread)");
+    const AttentionCost attention = measure_attention(clock);
+    p.cpu.attention_row_seconds = attention.row_seconds;
+    p.cpu.attention_row_flops_per_second = attention.row_flops_per_second;
+    p.cpu.attention_pair_seconds = attention.pair_seconds;
+    p.cpu.attention_pair_flops_per_second = attention.pair_flops_per_second;
     say("vector ops streaming from DRAM (kv_b-shaped rows, one thread)");
     p.cpu.vector_stream_bytes_per_second =
         measure_vector_stream(std::clamp<uint64_t>(2 * llc, 256 * kMiB, 2048 * kMiB), options.seconds_per_test, clock);
@@ -618,8 +724,15 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
                                  kernel_bytes / kMiB, kernel_bytes / kMiB));
   p.source.push_back("kernel_call_overhead_seconds: cpu::linear on a 64x16 f32 matrix (4 parallel tasks) at 1 token");
   p.source.push_back(
+      "linear_output_seconds: cpu::linear FP8 2048x256, (t(128) - t(4)) / 124 per token less its FLOPs at "
+      "dense_kernels.fp8's prefill rate, per output row");
+  p.source.push_back(
       "vector_*: cpu::dot + cpu::axpy on one thread at 64 and 512 floats, t(n) = call + 2n / flops; vector_stream: 128 axpy + "
       "128 dot_weight_rows over FP8 rows of 512 (an MLA head's kv_b) cycled through 2x the LLC, one thread, bytes / s");
+  p.source.push_back(
+      "attention_*: cpu::absorbed_attention_head (one head, 64 rows, FP8 kv_b in cache, one thread) at latent 128 and 512, "
+      "positions 0..63 and 448..511: per (row, head) and per (pair, head) seconds, each fitted as fixed + FLOPs / rate "
+      "across the two shapes");
   if (!options.skip_disk) {
     say(fmt::format("disk read bandwidth in {} ({} MiB file)", options.disk_directory.string(), options.disk_test_bytes / kMiB));
     const DiskReadResult disk = measure_disk_read(options.disk_directory, options.disk_test_bytes, options.seconds_per_test);

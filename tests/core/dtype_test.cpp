@@ -154,6 +154,45 @@ TEST(Int4, PackedGroupQuantisationRoundTrips) {
   }
 }
 
+// The group quantisers against a plain reference (scale = max|v| / Q, q = clamp(nearbyint(v / scale),
+// ±Q), 0 for a zero group), value for value: groups of 32, 128 and an odd 3 (INT4 pairs then span
+// two groups), ties (a group whose scale is exactly 1), an all-zero group, values far outside
+// the group's typical range.
+TEST(GroupQuantisation, MatchesThePlainReferenceBitForBit) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  for (int group : {32, 128, 3}) {
+    std::vector<float> values(size_t(group) * 12);
+    for (auto& v : values) v = normal(rng) * (rng() % 4 == 0 ? 100.0f : 1.0f);
+    for (int i = 0; i < group; ++i) values[size_t(i)] = 0.0f;                               // a zero group
+    for (int i = 0; i < group; ++i) values[size_t(group + i)] = float(i % 15) * 0.5f - 3.5f;  // ties
+    values[size_t(group)] = 7.0f;                                                          // INT4 scale 1
+    values[size_t(2 * group)] = 1e30f;                                                     // one huge value
+    auto reference = [&](int q_max) {
+      std::vector<int> q(values.size());
+      for (size_t g = 0; g < values.size() / size_t(group); ++g) {
+        float amax = 0;
+        for (int i = 0; i < group; ++i) amax = std::max(amax, std::fabs(values[g * size_t(group) + size_t(i)]));
+        const float scale = amax / float(q_max);
+        for (int i = 0; i < group; ++i) {
+          const size_t at = g * size_t(group) + size_t(i);
+          q[at] = scale == 0 ? 0 : int(std::clamp(std::nearbyint(values[at] / scale), float(-q_max), float(q_max)));
+        }
+      }
+      return q;
+    };
+    const std::vector<int> ref8 = reference(127), ref4 = reference(7);
+    std::vector<int8_t> q8(values.size());
+    std::vector<uint8_t> packed(values.size() / 2);
+    std::vector<float> scales(values.size() / size_t(group));
+    quantize_int8(values, group, q8, scales);
+    for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(q8[i], ref8[i]) << "group " << group << " value " << i;
+    quantize_int4(values, group, packed, scales);
+    for (size_t i = 0; i < values.size(); ++i)
+      ASSERT_EQ(int4_at(packed.data(), i), ref4[i]) << "group " << group << " value " << i;
+  }
+}
+
 TEST(DType, SafetensorsNamesAndSizes) {
   EXPECT_EQ(parse_dtype("F8_E4M3"), DType::kF8E4M3);
   EXPECT_EQ(parse_dtype("BF16"), DType::kBF16);

@@ -83,7 +83,7 @@ float group_scale(std::span<const float> group) {
 }
 
 // One group: q[i] = clamp(RNE(v[i] / scale), ±kQMax), 0 for a zero scale. Written without a
-// branch per value so the compiler vectorises it (pack time: 4-5x the per-value round_even); the
+// branch per value so the compiler vectorises it (with group_scale: INT4 3.2x, INT8 2.2x); the
 // same values: RNE is sign-symmetric, so |x| + 2^23 - 2^23 with x's sign is round_even(x) for
 // |x| < 2^23, and anything larger (or infinite) clamps to ±kQMax either way.
 template <int kQMax>

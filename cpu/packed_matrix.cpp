@@ -117,7 +117,6 @@ void pack_int(const WeightMatrix& w, const PackedLayout& layout, uint8_t* out) {
   const int64_t k_padded = layout.k_padded();
   std::vector<float> row(static_cast<size_t>(k_padded));
   std::vector<int8_t> quants(size_t(kPanelRows * k_padded));
-  std::vector<uint8_t> nibbles(size_t(k_padded / 2));
   std::vector<float> scales(size_t(kPanelRows * layout.groups));
   for (int64_t p = 0; p < layout.panels; ++p) {
     for (int64_t r = 0; r < kPanelRows; ++r) {
@@ -125,8 +124,7 @@ void pack_int(const WeightMatrix& w, const PackedLayout& layout, uint8_t* out) {
       std::span<float> row_scales(&scales[size_t(r * layout.groups)], size_t(layout.groups));
       int8_t* q = &quants[size_t(r * k_padded)];
       if (int4) {
-        quantize_int4(row, int(kGroupCols), nibbles, row_scales);
-        for (int64_t k = 0; k < k_padded; ++k) q[k] = int8_t(int4_at(nibbles.data(), uint64_t(k)));
+        quantize_int4_values(row, int(kGroupCols), std::span<int8_t>(q, size_t(k_padded)), row_scales);
       } else {
         quantize_int8(row, int(kGroupCols), std::span<int8_t>(q, size_t(k_padded)), row_scales);
       }

@@ -170,15 +170,29 @@ uint16_t fp16_from_float(float value) {
   return bits;
 }
 
-void quantize_int8(std::span<const float> values, int group, std::span<int8_t> quants,
-                   std::span<float> scales) {
+namespace {
+
+template <int kQMax>
+void quantize_groups(std::span<const float> values, int group, std::span<int8_t> quants, std::span<float> scales) {
   check_groups(values.size(), group, scales.size());
-  check(quants.size() == values.size(), "INT8 output size does not match the input");
+  check(quants.size() == values.size(), "quantised output size does not match the input");
   for (size_t g = 0; g < scales.size(); ++g) {
     auto slice = values.subspan(g * size_t(group), size_t(group));
-    scales[g] = group_scale<127>(slice);
-    quantize_group<127>(slice.data(), group, scales[g], quants.data() + g * size_t(group));
+    scales[g] = group_scale<kQMax>(slice);
+    quantize_group<kQMax>(slice.data(), group, scales[g], quants.data() + g * size_t(group));
   }
+}
+
+}  // namespace
+
+void quantize_int8(std::span<const float> values, int group, std::span<int8_t> quants,
+                   std::span<float> scales) {
+  quantize_groups<127>(values, group, quants, scales);
+}
+
+void quantize_int4_values(std::span<const float> values, int group, std::span<int8_t> quants,
+                          std::span<float> scales) {
+  quantize_groups<7>(values, group, quants, scales);
 }
 
 void dequantize_int8(std::span<const int8_t> quants, std::span<const float> scales, int group,

@@ -69,7 +69,10 @@ void quantize_int8(std::span<const float> values, int group, std::span<int8_t> q
                    std::span<float> scales);
 void dequantize_int8(std::span<const int8_t> quants, std::span<const float> scales, int group,
                      std::span<float> values);
-// INT4: `packed` holds values.size() / 2 bytes (values.size() must be even).
+// INT4 with qmax 7: `quants` one value per int8 (what the packed kernels' repack wants), or
+// `packed`, values.size() / 2 bytes (values.size() must be even). Same values and scales.
+void quantize_int4_values(std::span<const float> values, int group, std::span<int8_t> quants,
+                          std::span<float> scales);
 void quantize_int4(std::span<const float> values, int group, std::span<uint8_t> packed,
                    std::span<float> scales);
 void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, int group,

@@ -190,6 +190,8 @@ TEST(GroupQuantisation, MatchesThePlainReferenceBitForBit) {
     quantize_int4(values, group, packed, scales);
     for (size_t i = 0; i < values.size(); ++i)
       ASSERT_EQ(int4_at(packed.data(), i), ref4[i]) << "group " << group << " value " << i;
+    quantize_int4_values(values, group, q8, scales);
+    for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(q8[i], ref4[i]) << "group " << group << " value " << i;
   }
 }
 

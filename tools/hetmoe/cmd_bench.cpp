@@ -169,6 +169,26 @@ class TokenSource {
   size_t at_ = 0;
 };
 
+// CPU seconds (user + system, all threads) this process has used: robust to other processes
+// competing for the cores, unlike wall time.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+// Bytes this process caused to be read from storage (/proc/self/io read_bytes): store reads
+// and page-cache misses of the mmap path alike.
+uint64_t process_read_bytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value)
+    if (key == "read_bytes:") return value;
+  return 0;
+}
+
 // What one repetition of a test cost: wall seconds, and the process's CPU seconds and storage
 // read bytes over the same span (the timed part only: not the context filled before it).
 struct Timed {
@@ -176,9 +196,6 @@ struct Timed {
   double cpu_seconds = 0;
   uint64_t read_bytes = 0;
 };
-
-double process_cpu_seconds();
-uint64_t process_read_bytes();
 
 // Fills `cache` with `depth` tokens (one untimed forward), calls `filled`, then times `body`.
 template <typename Body>
@@ -230,26 +247,6 @@ Timed run_generation(const Model& model, int64_t n, int64_t depth, TokenSource& 
                                 : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
     }
   });
-}
-
-// CPU seconds (user + system, all threads) this process has used: robust to other processes
-// competing for the cores, unlike wall time.
-double process_cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-}
-
-// Bytes this process caused to be read from storage (/proc/self/io read_bytes): store reads
-// and page-cache misses of the mmap path alike.
-uint64_t process_read_bytes() {
-  std::ifstream in("/proc/self/io");
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key >> value)
-    if (key == "read_bytes:") return value;
-  return 0;
 }
 
 uint64_t model_file_bytes(const std::filesystem::path& dir) {

@@ -6,28 +6,32 @@
 #   bound tokens/s = 1 / max(nvme_bytes_per_token / drive_bytes_per_s, cpu_seconds_per_token)
 #
 #   drive_bytes_per_s      `hetmoe bench --read-test` on the store (the engine's read pattern,
-#                          checksums on, as in decode), measured again in every round (a shared
-#                          host's drive moves by 1.5x between minutes)
+#                          checksums on, as in decode), measured right before and right after
+#                          every streamed run; its bound uses the mean of the two (a shared host's
+#                          drive moves by 1.5x between minutes)
 #   cpu_seconds_per_token  decode of a model with the same layers, dimensions and experts per
 #                          token but only 16 experts per layer, so they all sit in DRAM (same
 #                          kernels, same work per token, no I/O)
 #   nvme_bytes_per_token   what the streamed run itself read
 #
-# On a shared machine other processes move both speeds, so the CPU bound and the streamed run
-# (next-use cache, default prefetch: auto) are measured in alternating pairs (--rounds) and each streamed
-# run is compared with its own pair's bound; CPU seconds per token (getrusage, all threads) are
-# reported too, which other processes do not inflate. A final table runs every policy/prefetch
-# combination once.
+# On a shared machine other processes move both speeds, so every round (--rounds) measures the CPU
+# bound, then for each prefetch mode (--prefetch, default auto; next-use cache) a streamed run
+# between two read tests, and each streamed run is compared with its own bound; CPU seconds per
+# token (getrusage, all threads) are reported too, which other processes do not inflate, and so is
+# the drive's rate while the run had reads in flight. A final table runs every policy/prefetch
+# combination once (--no-combinations skips it).
 #
-# I/O and compute overlap when the streamed run reaches the bound (target >= 80%).
+# I/O and compute overlap when the streamed run reaches the bound (target >= 80%); the table also
+# gives the serial rate 1 / (I/O + CPU time), what no overlap at all would reach.
 # (mmap and the page cache vs the store: mmap_vs_store.sh.)
 #
 # Usage: bench/streaming/decode_vs_bound.sh --model DIR --store STORE [--budget 8GiB] [--binary PATH]
-#          [-n 16] [-r 2] [--rounds 3] [--small DIR] [--read-seconds 10]
+#          [-n 16] [-r 2] [--rounds 3] [--small DIR] [--read-seconds 10] [--prefetch auto[,off,on]]
+#          [--no-combinations]
 set -euo pipefail
 
 BINARY=build/tools/hetmoe
-MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; READ_SECONDS=10; ROUNDS=3
+MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; READ_SECONDS=10; ROUNDS=3; MODES=auto; COMBINATIONS=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --binary) BINARY=$2; shift 2 ;;
@@ -39,6 +43,8 @@ while [[ $# -gt 0 ]]; do
     --small) SMALL=$2; shift 2 ;;
     --read-seconds) READ_SECONDS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --prefetch) MODES=$2; shift 2 ;;
+    --no-combinations) COMBINATIONS=0; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,44 +71,66 @@ if [[ -z "$SMALL" ]]; then
   echo "== CPU: making a ${LAYERS}-layer model with 16 experts per layer" >&2
   "$BINARY" make-model -o "$SMALL" --preset ds3-layers --layers "$LAYERS" --experts 16 --seed 1 > /dev/null
 fi
+rm -f "$OUT/stream.json"
+read_test() { "$BINARY" bench --store "$STORE" --read-test "$READ_SECONDS" -r 1 -o json > "$1"; }
 for ((r = 1; r <= ROUNDS; r++)); do
-  echo "== round $r: drive (engine read pattern), CPU bound (resident small model, $FORMAT), streamed decode, budget $BUDGET" >&2
-  "$BINARY" bench --store "$STORE" --read-test "$READ_SECONDS" -r 1 -o json > "$OUT/read_$r.json"
+  echo "== round $r: CPU bound (resident small model, $FORMAT); prefetch $MODES streamed between read tests, budget $BUDGET" >&2
   "$BINARY" bench -m "$SMALL" --format "$FORMAT" -p 0 -n "$N" -r 1 -o json > "$OUT/cpu_$r.json"
-  "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r 1 -o json > "$OUT/pair_$r.json"
+  read_test "$OUT/read_${r}_0.json"
+  i=0
+  for mode in ${MODES//,/ }; do
+    i=$((i + 1))
+    "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r 1 --prefetch "$mode" \
+      -o json > "$OUT/pair_${r}_$i.json"
+    read_test "$OUT/read_${r}_$i.json"
+  done
 done
-echo "== every policy / prefetch combination, budget $BUDGET" >&2
-"$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" \
-  --prefetch off,on,auto --cache-policy lru,next-use -o json > "$OUT/stream.json"
+if ((COMBINATIONS)); then
+  echo "== every policy / prefetch combination, budget $BUDGET" >&2
+  "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" \
+    --prefetch off,on,auto --cache-policy lru,next-use -o json > "$OUT/stream.json"
+fi
 
-python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" "$ROUNDS" <<'PY'
+python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" "$ROUNDS" "$MODES" <<'PY'
 import json, os, sys
-out, model, store, budget, rounds = sys.argv[1:6]
-bws = [json.load(open(f"{out}/read_{r}.json"))[0]["bytes_per_second"] for r in range(1, int(rounds) + 1)]
-bw = sum(bws) / len(bws)
+out, model, store, budget, rounds, modes = sys.argv[1:7]
+modes = modes.split(",")
+def load(name):
+    return json.load(open(f"{out}/{name}.json"))[0]
 size = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model) if f.endswith(".safetensors"))
 print(f"model {model}: {size/2**30:.1f} GiB; store {os.path.getsize(store)/2**30:.1f} GiB; budget {budget}")
-print(f"drive (engine read pattern, checksums on): {' / '.join(f'{b/1e9:.3f}' for b in bws)} GB/s by round")
 print()
-print("Alternating rounds (streamed: next-use cache, default prefetch auto):")
+print("Rounds (next-use cache; each streamed run between two read tests of the engine's read pattern, checksums on):")
 print()
-print("| round | drive GB/s | CPU bound t/s | CPU s/tok | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | drive busy % | bound t/s | of bound |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-ratios = []
-t_cpu_all = []
+print("| round | prefetch | drive GB/s before / after | CPU bound t/s | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | drive busy % | GB/s while busy | serial t/s | bound t/s | of bound |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+ratios = {m: [] for m in modes}
+bws, t_cpu_all = [], []
 for r in range(1, int(rounds) + 1):
-    cpu = json.load(open(f"{out}/cpu_{r}.json"))[0]
-    st = json.load(open(f"{out}/pair_{r}.json"))[0]
+    cpu = load(f"cpu_{r}")
     t_cpu = 1.0 / cpu["tokens_per_second"]
     t_cpu_all.append(t_cpu)
-    t_io = st["nvme_bytes_per_token"] / bws[r - 1]
-    bound = 1.0 / max(t_io, t_cpu)
-    ratios.append(st["tokens_per_second"] / bound)
-    print(f"| {r} | {bws[r - 1]/1e9:.2f} | {cpu['tokens_per_second']:.3f} | {cpu['cpu_seconds_per_token']:.2f} | {st['tokens_per_second']:.3f} | "
-          f"{st['cpu_seconds_per_token']:.2f} | {st['nvme_bytes_per_token']/1e6:.1f} | {t_io*1e3:.0f} | "
-          f"{100*st['io_wait_share']:.1f} | {100*st['drive_busy_share']:.0f} | {bound:.3f} | **{100*ratios[-1]:.0f}%** |")
-print(f"\nmean of bound: {100*sum(ratios)/len(ratios):.0f}%  [target >= 80%]")
+    for i, mode in enumerate(modes, start=1):
+        before, after = load(f"read_{r}_{i - 1}")["bytes_per_second"], load(f"read_{r}_{i}")["bytes_per_second"]
+        bws += [before, after]
+        st = load(f"pair_{r}_{i}")
+        t_io = st["nvme_bytes_per_token"] / ((before + after) / 2)
+        bound = 1.0 / max(t_io, t_cpu)
+        ratios[mode].append(st["tokens_per_second"] / bound)
+        print(f"| {r} | {mode} ({100*st['prefetch_step_share']:.0f}% on) | {before/1e9:.2f} / {after/1e9:.2f} | {cpu['tokens_per_second']:.3f} | "
+              f"{st['tokens_per_second']:.3f} | {st['cpu_seconds_per_token']:.2f} | {st['nvme_bytes_per_token']/1e6:.1f} | {t_io*1e3:.0f} | "
+              f"{100*st['io_wait_share']:.1f} | {100*st['drive_busy_share']:.0f} | {st['drive_busy_bytes_per_second']/1e9:.2f} | "
+              f"{1.0 / (t_io + t_cpu):.3f} | {bound:.3f} | **{100*ratios[mode][-1]:.0f}%** |")
+print()
+print("serial: 1 / (I/O time + CPU time), what reads and compute that never overlap would reach.")
+print()
+for mode in modes:
+    rs = ratios[mode]
+    print(f"prefetch {mode}: {100*min(rs):.0f}-{100*max(rs):.0f}% of the bound (mean {100*sum(rs)/len(rs):.0f}%)  [target >= 80%]")
+bw = sum(bws) / len(bws)
 t_cpu = sum(t_cpu_all) / len(t_cpu_all)
+if not os.path.exists(f"{out}/stream.json"):
+    sys.exit(0)
 print()
 print("Every combination (bound from the mean CPU time and drive bandwidth of the rounds):")
 print()

@@ -1,4 +1,4 @@
-// hetmoe pack -m DIR -o STORE [--format fp8|bf16]: the packed expert store that
+// hetmoe pack -m DIR -o STORE [--format fp8|int8|int4|bf16|ref]: the packed expert store that
 // `run/perplexity/logits/bench --store` stream from (docs/STREAMING.md).
 #include <unistd.h>
 
@@ -22,7 +22,7 @@ struct PackFlags {
 
 void run_pack(const PackFlags& flags) {
   const auto format = io::parse_record_format(flags.format);
-  check(format.has_value(), "unknown --format " + flags.format, {.hint = "fp8, bf16, int8 or int4"});
+  check(format.has_value(), "unknown --format " + flags.format, {.hint = "fp8, int8, int4, bf16 or ref"});
   PackOptions options{
       .model_dir = flags.model_dir, .output = flags.output, .format = *format, .durable = !flags.no_sync};
   int last_percent = -1;
@@ -54,7 +54,7 @@ void register_pack(CLI::App& app) {
   cmd->add_option("-m,--model", flags->model_dir, "Model folder (config.json + safetensors)")->required();
   cmd->add_option("-o,--output", flags->output, "Store file to write (atomically: OUTPUT.tmp, then renamed)")
       ->required();
-  cmd->add_option("--format", flags->format, "Record format: fp8 (as shipped, default), bf16 (BF16 models)");
+  cmd->add_option("--format", flags->format, "Record format: fp8 (as shipped, default), int8 / int4 (requantised, group 128), bf16, ref (the checkpoint's bytes for the reference path)");
   cmd->add_flag("--no-sync", flags->no_sync, "Skip the fsync before the rename (scratch stores)");
   cmd->add_flag("-q,--quiet", flags->quiet, "No progress on stderr");
   cmd->callback([flags] { run_pack(*flags); });

@@ -198,7 +198,9 @@ class Placer {
       plan.problems.push_back(fmt::format("{} routed experts ({}) fit neither the GPU nor the DRAM budget, and the profile has no NVMe drive",
                                           rest.size() - warm, gib(double(rest.size() - warm) * expert_bytes)));
     } else if (any_cold && double(hw.nvme.bytes) < store_bytes) {
-      plan.problems.push_back(fmt::format("the expert store needs {} on NVMe, the drive has {}", gib(store_bytes), gib(double(hw.nvme.bytes))));
+      plan.problems.push_back(fmt::format("the expert store needs {} on NVMe, the drive has {} (a probed profile holds the "
+                                          "free space at probe time: a store already on the drive counts as used)",
+                                          gib(store_bytes), gib(double(hw.nvme.bytes))));
     }
     if (!plan.problems.empty()) {
       const double need_min = double(dram_fixed) + staging_bytes;

@@ -203,26 +203,12 @@ void dequantize_int8(std::span<const int8_t> quants, std::span<const float> scal
 
 void quantize_int4(std::span<const float> values, int group, std::span<uint8_t> packed,
                    std::span<float> scales) {
-  check_groups(values.size(), group, scales.size());
   check(values.size() % 2 == 0 && packed.size() == values.size() / 2,
         "INT4 output must hold two values per byte");
-  std::vector<int8_t> q(static_cast<size_t>(group));
-  for (size_t g = 0; g < scales.size(); ++g) {
-    auto slice = values.subspan(g * size_t(group), size_t(group));
-    scales[g] = group_scale<7>(slice);
-    quantize_group<7>(slice.data(), group, scales[g], q.data());
-    // Values 2j and 2j + 1 of the whole row share byte j, also across an odd group's end.
-    if (group % 2 == 0) {
-      uint8_t* out = packed.data() + g * size_t(group) / 2;
-      for (int j = 0; j < group / 2; ++j) out[j] = uint8_t((q[size_t(2 * j)] & 0xF) | ((q[size_t(2 * j + 1)] & 0xF) << 4));
-      continue;
-    }
-    for (int i = 0; i < group; ++i) {
-      const size_t at = g * size_t(group) + size_t(i);
-      uint8_t& byte = packed[at / 2];
-      byte = at % 2 == 0 ? uint8_t(q[size_t(i)] & 0xF) : uint8_t(byte | ((q[size_t(i)] & 0xF) << 4));
-    }
-  }
+  std::vector<int8_t> q(values.size());
+  quantize_groups<7>(values, group, q, scales);
+  // Values 2j and 2j + 1 of the whole row share byte j (across a group's end when group is odd).
+  for (size_t j = 0; j < packed.size(); ++j) packed[j] = uint8_t((q[2 * j] & 0xF) | ((q[2 * j + 1] & 0xF) << 4));
 }
 
 void dequantize_int4(std::span<const uint8_t> packed, std::span<const float> scales, int group,

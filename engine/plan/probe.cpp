@@ -286,13 +286,19 @@ CpuKernelRate measure_expert_kernel(cpu::PackedFormat format, uint64_t working_s
 // cpu::linear's prefill cost per (token, output row) beyond the FLOPs the GEMM rate covers: the
 // slope from 4 to 128 tokens of an FP8 matrix with short rows (2048 x 256, a small model's
 // projections) less its FLOPs at the rate measured on DeepSeek-shaped rows (`fp8_prefill_flops`).
+// A small FP8 matrix (128x128 block scales) in the caller's buffers, every code finite.
+cpu::WeightMatrix small_fp8_matrix(int64_t rows, int64_t cols, std::vector<uint8_t>& codes, std::vector<float>& scales) {
+  codes.resize(size_t(rows * cols));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);
+  scales.assign(size_t((rows + 127) / 128 * ((cols + 127) / 128)), 1e-2f);
+  return {.format = cpu::WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(), .rows = rows, .cols = cols};
+}
+
 double measure_linear_output(double fp8_prefill_flops, double seconds, const PassClock& clock) {
   constexpr int64_t kRows = 2048, kCols = 256, kTokens = 128, kFew = kSmallBatchTokens;
-  std::vector<uint8_t> codes(size_t(kRows * kCols));
-  for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);  // finite E4M3
-  std::vector<float> scales(size_t(kRows / 128 * 2), 1e-2f);
-  const cpu::WeightMatrix w{.format = cpu::WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(),
-                            .rows = kRows, .cols = kCols};
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+  const cpu::WeightMatrix w = small_fp8_matrix(kRows, kCols, codes, scales);
   std::vector<float> x(size_t(kTokens * kCols), 0.01f), y(size_t(kTokens * kRows));
   auto pass = [&](int64_t tokens) {
     std::vector<double> passes;
@@ -364,11 +370,9 @@ AttentionCost measure_attention(const PassClock& clock) {
   for (int k = 0; k < 2; ++k) {
     const cpu::AbsorbedShape& sh = shapes[k];
     const int64_t kv_rows = sh.nope + sh.v, positions = kFirst[1] + kRows;
-    std::vector<uint8_t> codes(size_t(kv_rows * sh.latent));
-    for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(0x30 + i % 7);  // finite E4M3
-    std::vector<float> scales(size_t((kv_rows + 127) / 128 * ((sh.latent + 127) / 128)), 1e-2f);
-    const cpu::WeightMatrix kv_b{.format = cpu::WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(),
-                                 .rows = kv_rows, .cols = sh.latent};
+    std::vector<uint8_t> codes;
+    std::vector<float> scales;
+    const cpu::WeightMatrix kv_b = small_fp8_matrix(kv_rows, sh.latent, codes, scales);
     std::vector<float> latents(size_t(positions * sh.latent)), rope(size_t(positions * sh.rope));
     std::vector<float> q(size_t(kRows * (sh.nope + sh.rope))), out(size_t(kRows * sh.v));
     for (size_t i = 0; i < latents.size(); ++i) latents[i] = float(int(i % 17) - 8) * 0.01f;

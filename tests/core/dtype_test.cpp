@@ -1,5 +1,7 @@
 #include "engine/core/dtype.h"
 
+#include "engine/core/error.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -193,6 +195,23 @@ TEST(GroupQuantisation, MatchesThePlainReferenceBitForBit) {
     quantize_int4_values(values, group, q8, scales);
     for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(q8[i], ref4[i]) << "group " << group << " value " << i;
   }
+}
+
+TEST(GroupQuantisation, BadSizesAreErrors) {
+  std::vector<float> values(64, 1.0f), scales(2), wrong_scales(3);
+  std::vector<int8_t> q(64), short_q(63);
+  std::vector<uint8_t> packed(32), short_packed(31);
+  EXPECT_THROW(quantize_int8(values, 0, q, scales), Error);             // group 0
+  EXPECT_THROW(quantize_int8(values, 48, q, scales), Error);            // 64 is no multiple of 48
+  EXPECT_THROW(quantize_int8(values, 32, q, wrong_scales), Error);      // 3 scales for 2 groups
+  EXPECT_THROW(quantize_int8(values, 32, short_q, scales), Error);      // output too short
+  EXPECT_THROW(quantize_int4_values(values, 32, short_q, scales), Error);
+  EXPECT_THROW(quantize_int4(values, 32, short_packed, scales), Error);
+  EXPECT_THROW(quantize_int4(values, 32, packed, wrong_scales), Error);
+  std::vector<float> odd(3, 1.0f), one_scale(1);
+  std::vector<uint8_t> one_byte(1);
+  EXPECT_THROW(quantize_int4(odd, 3, one_byte, one_scale), Error);      // two values per byte
+  EXPECT_NO_THROW(quantize_int4(values, 32, packed, scales));
 }
 
 TEST(DType, SafetensorsNamesAndSizes) {

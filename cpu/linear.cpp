@@ -114,6 +114,7 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
 
 void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa isa) {
   if (has_avx512(isa)) return kernels::linear_avx512(w, x, tokens, y);
+  if (isa == Isa::kAvx2 && kernels::linear_fits_avx2(w)) return kernels::linear_avx2(w, x, tokens, y);
   // Rows are dequantised once into a per-task buffer and dotted with every token, so each
   // weight byte is read once per call whatever the token count.
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 16), [&](const tbb::blocked_range<int64_t>& range) {

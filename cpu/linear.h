@@ -2,8 +2,9 @@
 // F32), computed in FP32 on the row-major checkpoint mapping. The plain linear used by
 // attention projections, dense layers, shared experts and lm_head (routed experts run on the
 // packed kernels of cpu/expert_ffn.h). On AVX-512 the weights are decoded in registers and
-// FMA'd with every token (cpu/linear_avx512.cpp); other paths dequantise a row and dot it with
-// each token.
+// FMA'd with every token (cpu/linear_avx512.cpp); on AVX2 each 128-column block of a row is
+// decoded into L1 and FMA'd with a tile of tokens (cpu/linear_avx2.cpp); the scalar path
+// dequantises a row and dots it with each token.
 //
 // Each output element is computed by one thread in a fixed order that does not depend on the
 // token count, so results do not depend on the thread count or the batch.
@@ -57,6 +58,10 @@ void linear(const WeightMatrix& w, const float* x, int64_t tokens, float* y, Isa
 namespace kernels {
 // y = W x on AVX-512 (F, BW, VL, F16C), over the caller's TBB arena.
 void linear_avx512(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
+// y = W x on AVX2 (+ FMA, F16C), over the caller's TBB arena, when linear_fits_avx2(w) (an FP8
+// scale block of at most 1024 columns).
+bool linear_fits_avx2(const WeightMatrix& w);
+void linear_avx2(const WeightMatrix& w, const float* x, int64_t tokens, float* y);
 // axpy_weight_rows / dot_weight_rows for FP8 rows decoded in registers, when the shape allows
 // (fp8_weight_rows_fit_avx512: columns and scale block multiples of 64).
 bool fp8_weight_rows_fit_avx512(const WeightMatrix& w);

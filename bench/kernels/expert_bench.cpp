@@ -9,8 +9,9 @@
 //   prefill/<format>/tokens:128/threads:N   one expert × 128 tokens per iteration (cycling through
 //       8 experts). ops_per_second = 2·MACs;
 //       frac_of_limit = that / the peak of the instruction the format's prefill kernel uses
-//       (fp32 FMA for fp8/bf16; for int8/int4 vpdpbusd, or tdpbssd under the amx path, which
-//       also reports vnni_peak_multiple = ops / the vpdpbusd peak), measured right before.
+//       (fp32 FMA for fp8/bf16; for int8/int4 vpdpbusd, tdpbssd under the amx path, which
+//       also reports vnni_peak_multiple = ops / the vpdpbusd peak, or vpmaddwd under the avx2
+//       path), measured right before; on AVX2 every limit is measured with AVX2 instructions.
 //   frac_of_limit divides the mean rate by the limit's mean over its windows; frac_of_limit_best
 //   divides the fastest iteration by the fastest limit window (both the least disturbed on a
 //   shared machine); frac_of_startup_limit divides by the limits measured once at start-up.
@@ -187,7 +188,9 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     state.counters["ops_per_second"] = work / seconds;
     state.counters["limit_GOPs"] = limit.mean / 1e9;
     state.counters["limit_best_GOPs"] = limit.best / 1e9;
-    const double int_peak = isa == cpu::Isa::kAmx ? startup.amx_int8_ops : startup.vnni_ops;
+    const double int_peak = isa == cpu::Isa::kAmx    ? startup.amx_int8_ops
+                            : isa == cpu::Isa::kAvx2 ? startup.maddwd_ops
+                                                     : startup.vnni_ops;
     state.counters["frac_of_startup_limit"] = work / seconds / (vnni ? int_peak : startup.fma_flops);
     if (vnni && isa == cpu::Isa::kAmx) state.counters["vnni_peak_multiple"] = work / seconds / startup.vnni_ops;
   }
@@ -318,9 +321,9 @@ int main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "limits/threads:%d  read %.2f GB/s  fp32 FMA %.1f GFLOP/s  bf16 dot %.1f GFLOP/s  vnni %.1f GOP/s  "
-        "amx int8 %.1f GOP/s\n",
+        "vpmaddwd %.1f GOP/s  amx int8 %.1f GOP/s\n",
         n, l.read_bytes_per_second / 1e9, l.fma_flops / 1e9, l.bf16_dot_flops / 1e9, l.vnni_ops / 1e9,
-        l.amx_int8_ops / 1e9);
+        l.maddwd_ops / 1e9, l.amx_int8_ops / 1e9);
     benchmark::AddCustomContext("limit_read_GBps_threads" + std::to_string(n),
                                 std::to_string(l.read_bytes_per_second / 1e9));
     benchmark::AddCustomContext("limit_fma_GFLOPs_threads" + std::to_string(n),
@@ -329,6 +332,8 @@ int main(int argc, char** argv) {
                                 std::to_string(l.bf16_dot_flops / 1e9));
     benchmark::AddCustomContext("limit_vnni_GOPs_threads" + std::to_string(n),
                                 std::to_string(l.vnni_ops / 1e9));
+    benchmark::AddCustomContext("limit_maddwd_GOPs_threads" + std::to_string(n),
+                                std::to_string(l.maddwd_ops / 1e9));
     benchmark::AddCustomContext("limit_amx_int8_GOPs_threads" + std::to_string(n),
                                 std::to_string(l.amx_int8_ops / 1e9));
   }

@@ -80,6 +80,8 @@ class Storage {
   ReadOp* wait(bool block);
   // Ops submitted and not yet returned by wait().
   uint64_t in_flight() const { return in_flight_; }
+  // Most ops in the device at once (the queue depth; the pread pool's thread count).
+  uint32_t queue_depth() const { return device_slots_; }
   // Withdraws the ops tagged `tag` that wait for a device slot (queued, or requeued after a
   // short read); wait() never returns them. Ops in the device are left to complete. Returns
   // how many were withdrawn.

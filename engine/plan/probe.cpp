@@ -32,6 +32,7 @@
 #include "cpu/threads.h"
 #include "cpu/ops.h"
 #include "engine/core/error.h"
+#include "io/storage.h"
 #if HETMOE_HAVE_GPU
 #include "gpu/probe.h"
 #endif
@@ -546,47 +547,45 @@ DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_
     ::close(file.fd);
     file.fd = -1;
   }
-  file.fd = ::open(file.path.c_str(), O_RDONLY | O_DIRECT);
-  if (file.fd >= 0) {
-    result.method = fmt::format("pread O_DIRECT, {} MiB blocks, {} threads", kBlock / kMiB, kReaders);
-  } else {
-    // tmpfs and some overlay filesystems refuse O_DIRECT: drop the cached pages and read buffered.
-    file.fd = ::open(file.path.c_str(), O_RDONLY);
-    check(file.fd >= 0, std::string("cannot reopen the disk test file: ") + std::strerror(errno), {.path = file.path.string()});
-    result.method = fmt::format("buffered pread after posix_fadvise(DONTNEED) (O_DIRECT unsupported here), {} MiB blocks, {} threads",
-                                kBlock / kMiB, kReaders);
-  }
-  const bool direct = result.method.rfind("pread O_DIRECT", 0) == 0;
-  const uint64_t blocks = file_bytes / kBlock;
+  // Read it back through hetmoe's own reader (io/storage.h), as the engine streams experts:
+  // io_uring with O_DIRECT and registered buffers, 1 MiB reads, the engine's queue depth (the
+  // pread pool where io_uring cannot be set up; buffered where the filesystem refuses O_DIRECT).
+  constexpr uint64_t kRead = kMiB;
+  const io::StorageOptions options{.quiet = true};
+  const uint32_t depth = options.queue_depth;
+  AlignedBuffer buffers = aligned_alloc_bytes(kRead * depth, "disk");  // outlives the storage
+  std::unique_ptr<io::Storage> storage = io::open_storage(file.path, options);
+  const bool direct = storage->alignment() > 1;
+  const io::BufferRegion region{buffers.get(), kRead * depth};
+  storage->register_buffers({&region, 1});
+  result.method = fmt::format("hetmoe's reader ({}, {}), {} MiB reads, queue depth {}", storage->backend(),
+                              direct ? "O_DIRECT" : "buffered after posix_fadvise(DONTNEED): no O_DIRECT here",
+                              kRead / kMiB, storage->queue_depth());
+  file.fd = ::open(file.path.c_str(), O_RDONLY);  // for posix_fadvise only
+  const uint64_t reads = file_bytes / kRead;
+  std::vector<io::ReadOp> ops(depth);
+  const auto start_read = [&](uint64_t slot, uint64_t index) {
+    ops[slot] = io::ReadOp{.offset = index * kRead, .length = kRead, .buffer = buffers.get() + slot * kRead, .tag = slot};
+    storage->submit(&ops[slot]);
+  };
   double best = 1e30;
   const auto start = Clock::now();
   int passes = 0;
-  std::atomic<bool> failed{false};
-  std::atomic<int> error_code{0};
   while (passes < 2 || (seconds_since(start) < seconds && passes < 20)) {
-    if (!direct) ::posix_fadvise(file.fd, 0, off_t(file_bytes), POSIX_FADV_DONTNEED);
+    if (!direct && file.fd >= 0) ::posix_fadvise(file.fd, 0, off_t(file_bytes), POSIX_FADV_DONTNEED);
     const auto pass = Clock::now();
-    std::vector<std::thread> readers;
-    for (int t = 0; t < kReaders; ++t) {
-      readers.emplace_back([&, t] {
-        AlignedBuffer buffer = aligned_alloc_bytes(kBlock, "disk");
-        for (uint64_t b = uint64_t(t); b < blocks; b += kReaders) {
-          uint64_t done = 0;
-          while (done < kBlock) {
-            const ssize_t n = ::pread(file.fd, buffer.get() + done, kBlock - done, off_t(b * kBlock + done));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-              error_code = n < 0 ? errno : EIO;
-              failed = true;
-              return;
-            }
-            done += uint64_t(n);
-          }
-        }
-      });
+    uint64_t next = 0;
+    for (; next < std::min<uint64_t>(depth, reads); ++next) start_read(next, next);
+    storage->flush();
+    for (uint64_t done = 0; done < reads; ++done) {
+      io::ReadOp* op = storage->wait(true);
+      check(op != nullptr, "the disk test's reads vanished", {.path = file.path.string()});
+      check(op->error == 0, io::describe_read_error(*storage, *op), {.path = file.path.string()});
+      if (next < reads) {
+        start_read(op->tag, next++);
+        storage->flush();
+      }
     }
-    for (std::thread& r : readers) r.join();
-    check(!failed, std::string("reading the disk test file failed: ") + std::strerror(error_code), {.path = file.path.string()});
     best = std::min(best, seconds_since(pass));
     ++passes;
   }
@@ -744,7 +743,7 @@ HardwareProfile probe_machine(const ProbeOptions& options) {
     p.nvme.read_bytes_per_second = disk.bytes_per_second;
     p.nvme.path = std::filesystem::absolute(options.disk_directory).string();
     p.nvme.method = disk.method;
-    p.source.push_back("disk: " + disk.method + " of a temporary file; bytes = free space there (not yet hetmoe's io_uring reader)");
+    p.source.push_back("disk: " + disk.method + " of a temporary file; bytes = free space there");
   }
   probe_gpus_into(p, options);
   return p;

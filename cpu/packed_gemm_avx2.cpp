@@ -35,9 +35,11 @@ inline void decode_fp8_half(const uint8_t* codes, __m256 even[2], __m256 odd[2])
 }
 
 inline __m256i broadcast_quad16(const int8_t* q) {
-  // (x0, x1, x2, x3) as int16, repeated for 4 rows.
-  return _mm256_set_epi16(q[3], q[2], q[1], q[0], q[3], q[2], q[1], q[0], q[3], q[2], q[1], q[0], q[3], q[2],
-                          q[1], q[0]);
+  // (x0, x1, x2, x3) as int16, repeated for 4 rows: the 4 bytes broadcast, then sign-extended
+  // (3 instructions; _mm256_set_epi16 of the 16 values compiled to ~20 inserts and shuffles).
+  int32_t quad;
+  std::memcpy(&quad, q, sizeof quad);
+  return _mm256_cvtepi8_epi16(_mm_set1_epi32(quad));
 }
 
 // Adds Σ over 4 k of u8 weights (16 bytes: 4 rows × 4 k) times the quad to the row-pair

@@ -79,27 +79,45 @@ inline float sum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// blk of one (row, block, token): `chunks` 8-wide chunks of w' and x in four fixed chains.
+// blk of one (row, block, token): `chunks` 8-wide chunks of w' and x in four fixed chains,
+// chunk j into chain j mod 4 (named registers: an indexed array stayed on the stack).
 inline __m256 block_dot(const float* w, const float* x, int64_t chunks) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t j = 0; j < chunks; ++j)
-    acc[j & 3] = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j), _mm256_loadu_ps(x + 8 * j), acc[j & 3]);
-  return _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t j = 0;
+  for (; j + 4 <= chunks; j += 4) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j), _mm256_loadu_ps(x + 8 * j), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j + 8), _mm256_loadu_ps(x + 8 * j + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j + 16), _mm256_loadu_ps(x + 8 * j + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j + 24), _mm256_loadu_ps(x + 8 * j + 24), a3);
+  }
+  if (j < chunks) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j), _mm256_loadu_ps(x + 8 * j), a0);
+  if (j + 1 < chunks) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j + 8), _mm256_loadu_ps(x + 8 * j + 8), a1);
+  if (j + 2 < chunks) a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * j + 16), _mm256_loadu_ps(x + 8 * j + 16), a2);
+  return _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
 }
 
 // block_dot for two tokens at once: the same chains per token (so the same bits as alone), with
 // each w' chunk loaded once and eight independent FMA chains in flight.
 inline void block_dot2(const float* w, const float* x0, const float* x1, int64_t chunks, __m256* blk0,
                        __m256* blk1) {
-  __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  __m256 b[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t j = 0; j < chunks; ++j) {
-    const __m256 wv = _mm256_loadu_ps(w + 8 * j);
-    a[j & 3] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + 8 * j), a[j & 3]);
-    b[j & 3] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + 8 * j), b[j & 3]);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  const auto step = [&](int64_t k, __m256& a, __m256& b) {
+    const __m256 wv = _mm256_loadu_ps(w + k);
+    a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k), a);
+    b = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), b);
+  };
+  int64_t j = 0;
+  for (; j + 4 <= chunks; j += 4) {
+    step(8 * j, a0, b0);
+    step(8 * j + 8, a1, b1);
+    step(8 * j + 16, a2, b2);
+    step(8 * j + 24, a3, b3);
   }
-  *blk0 = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-  *blk1 = _mm256_add_ps(_mm256_add_ps(b[0], b[1]), _mm256_add_ps(b[2], b[3]));
+  if (j < chunks) step(8 * j, a0, b0);
+  if (j + 1 < chunks) step(8 * j + 8, a1, b1);
+  if (j + 2 < chunks) step(8 * j + 16, a2, b2);
+  *blk0 = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+  *blk1 = _mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3));
 }
 
 struct Shape {

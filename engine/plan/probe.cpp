@@ -517,9 +517,8 @@ double dram_read_bandwidth(uint64_t buffer_bytes, double seconds, const PassCloc
 }  // namespace
 
 DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_t file_bytes, double seconds) {
-  constexpr uint64_t kBlock = 4 * kMiB;
-  constexpr int kReaders = 4;
-  file_bytes = std::max<uint64_t>(kBlock * kReaders, file_bytes / kBlock * kBlock);
+  constexpr uint64_t kBlock = 4 * kMiB;  // written at a time
+  file_bytes = std::max<uint64_t>(4 * kBlock, file_bytes / kBlock * kBlock);
   DiskReadResult result;
   struct statvfs fs {};
   check(::statvfs(directory.c_str(), &fs) == 0, std::string("cannot stat the directory: ") + std::strerror(errno),
@@ -553,7 +552,9 @@ DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_
   constexpr uint64_t kRead = kMiB;
   const io::StorageOptions options{.quiet = true};
   const uint32_t depth = options.queue_depth;
-  AlignedBuffer buffers = aligned_alloc_bytes(kRead * depth, "disk");  // outlives the storage
+  // The buffers and ops outlive the storage, whose destructor waits for reads still in flight.
+  AlignedBuffer buffers = aligned_alloc_bytes(kRead * depth, "disk");
+  std::vector<io::ReadOp> ops(depth);
   std::unique_ptr<io::Storage> storage = io::open_storage(file.path, options);
   const bool direct = storage->alignment() > 1;
   const io::BufferRegion region{buffers.get(), kRead * depth};
@@ -563,7 +564,6 @@ DiskReadResult measure_disk_read(const std::filesystem::path& directory, uint64_
                               kRead / kMiB, storage->queue_depth());
   file.fd = ::open(file.path.c_str(), O_RDONLY);  // for posix_fadvise only
   const uint64_t reads = file_bytes / kRead;
-  std::vector<io::ReadOp> ops(depth);
   const auto start_read = [&](uint64_t slot, uint64_t index) {
     ops[slot] = io::ReadOp{.offset = index * kRead, .length = kRead, .buffer = buffers.get() + slot * kRead, .tag = slot};
     storage->submit(&ops[slot]);

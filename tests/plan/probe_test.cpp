@@ -20,15 +20,17 @@ TEST(Probe, DramReadBandwidthIsPlausible) {
 
 TEST(Probe, AttentionCostIsPlausible) {
   // Per (pair, head) at DeepSeek-V3's shape (2·(2·512 + 64) FLOPs) and per (row, head) (2·256·512):
-  // more than a nanosecond, less than 100 µs, on any machine that runs the tests.
+  // more than a nanosecond, less than 1 ms, on any machine that runs the tests — a unit error
+  // (seconds for microseconds) misses by 10^3 or more. (A row took 0.5–0.75 ms under ASan on an
+  // AVX2-only host, whose row path is the scalar-order axpy/dot; ~20 µs in Release.)
   const AttentionCost c = measure_attention_cost();
   auto at = [](double fixed, double flops, double rate) { return fixed + (rate > 0 ? flops / rate : 0.0); };
   const double pair = at(c.pair_seconds, 2.0 * 1088, c.pair_flops_per_second);
   const double row = at(c.row_seconds, 2.0 * 256 * 512, c.row_flops_per_second);
   EXPECT_GT(pair, 1e-9);
-  EXPECT_LT(pair, 1e-4);
+  EXPECT_LT(pair, 1e-3);
   EXPECT_GT(row, 1e-9);
-  EXPECT_LT(row, 1e-4);
+  EXPECT_LT(row, 1e-3);
   for (double v : {c.row_seconds, c.row_flops_per_second, c.pair_seconds, c.pair_flops_per_second}) EXPECT_GE(v, 0.0);
 }
 

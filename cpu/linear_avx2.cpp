@@ -122,9 +122,8 @@ inline void block_dot2(const float* w, const float* x0, const float* x1, int64_t
 
 struct Shape {
   int64_t block = 128;        // column block (FP8: the scale block)
-  int64_t blocks = 0;         // per row
+  int64_t blocks = 0;         // per row (FP8: also the scale blocks per scale row)
   int64_t padded_cols = 0;    // a token's x with every block padded to a multiple of 8
-  int64_t scale_cols = 0;     // FP8 scale blocks per scale row
 };
 
 Shape shape_of(const WeightMatrix& w) {
@@ -132,7 +131,6 @@ Shape shape_of(const WeightMatrix& w) {
   s.block = w.format == WeightFormat::kFP8Block ? w.block : 128;
   s.blocks = (w.cols + s.block - 1) / s.block;
   s.padded_cols = (s.blocks - 1) * round8(s.block) + round8(w.cols - (s.blocks - 1) * s.block);
-  s.scale_cols = s.blocks;
   return s;
 }
 
@@ -153,7 +151,7 @@ void rows(const WeightMatrix& w, const Shape& s, const float* xp, int64_t t0, in
       decode_block<F>(row, k0, n, buffer, nan);
       __m256 scale = _mm256_set1_ps(1.0f);
       if constexpr (F == WeightFormat::kFP8Block)
-        scale = _mm256_set1_ps(256.0f * w.scale_inv[(r / s.block) * s.scale_cols + b]);
+        scale = _mm256_set1_ps(256.0f * w.scale_inv[(r / s.block) * s.blocks + b]);
       const float* x = xp + t0 * s.padded_cols + xk;
       const int64_t chunks = round8(n) / 8;
       int64_t t = 0;

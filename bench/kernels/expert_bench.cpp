@@ -188,10 +188,8 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     state.counters["ops_per_second"] = work / seconds;
     state.counters["limit_GOPs"] = limit.mean / 1e9;
     state.counters["limit_best_GOPs"] = limit.best / 1e9;
-    const double int_peak = isa == cpu::Isa::kAmx    ? startup.amx_int8_ops
-                            : isa == cpu::Isa::kAvx2 ? startup.maddwd_ops
-                                                     : startup.vnni_ops;
-    state.counters["frac_of_startup_limit"] = work / seconds / (vnni ? int_peak : startup.fma_flops);
+    state.counters["frac_of_startup_limit"] =
+        work / seconds / peak_of(startup, vnni ? int_prefill_peak(isa) : PeakKind::kFma);
     if (vnni && isa == cpu::Isa::kAmx) state.counters["vnni_peak_multiple"] = work / seconds / startup.vnni_ops;
   }
   state.counters["pool_experts"] = double(experts.count());

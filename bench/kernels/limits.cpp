@@ -116,6 +116,22 @@ Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds
   return loop.run ? peak(threads, loop, window_seconds, windows) : Rate{};
 }
 
+double peak_of(const MachineLimits& limits, PeakKind kind) {
+  switch (kind) {
+    case PeakKind::kFma:
+      return limits.fma_flops;
+    case PeakKind::kBf16Dot:
+      return limits.bf16_dot_flops;
+    case PeakKind::kVnni:
+      return limits.vnni_ops;
+    case PeakKind::kMaddwd:
+      return limits.maddwd_ops;
+    case PeakKind::kAmxInt8:
+      return limits.amx_int8_ops;
+  }
+  return 0;
+}
+
 PeakKind int_prefill_peak(cpu::Isa isa) {
   return isa == cpu::Isa::kAmx ? PeakKind::kAmxInt8 : isa == cpu::Isa::kAvx2 ? PeakKind::kMaddwd : PeakKind::kVnni;
 }

@@ -22,6 +22,10 @@ struct MachineLimits {
   double amx_int8_ops = 0;           // tdpbssd: 2 ops x 16 x 16 x 64 (0: no usable AMX-INT8)
 };
 
+enum class PeakKind { kFma, kBf16Dot, kVnni, kMaddwd, kAmxInt8 };
+// The limit of `kind` in `limits`.
+double peak_of(const MachineLimits& limits, PeakKind kind);
+
 // Runs every measurement on `threads` (all of its slots busy); read_buffer_bytes sizes the
 // bandwidth buffer. Each limit is measured with the instructions the CPU has (AVX-512, else
 // AVX2); zero where it lacks them (and everything zero on a CPU without AVX2).
@@ -40,7 +44,6 @@ struct Rate {
 // regions (cycling), split across the slots; the first window is a warm-up.
 Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
                             int64_t regions_per_window, int windows);
-enum class PeakKind { kFma, kBf16Dot, kVnni, kMaddwd, kAmxInt8 };
 // 0 when the CPU lacks the instruction (AVX512_BF16 / AVX512_VNNI / AVX2 / AMX-INT8).
 Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds, int windows);
 // The calling thread alone, timed by its own CPU time (CLOCK_THREAD_CPUTIME_ID): the best of

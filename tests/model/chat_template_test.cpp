@@ -20,11 +20,11 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-const fs::path kFixtureDir = fs::path(HETMOE_TEST_DATA) / "tokenizer";
-const std::string kBos = "<｜begin▁of▁sentence｜>";
+const fs::path kTemplateFixtures = fs::path(HETMOE_TEST_DATA) / "tokenizer";
+const std::string kBosText = "<｜begin▁of▁sentence｜>";
 
 ChatTemplate r1() {
-  return {.style = ChatStyle::kDeepseekR1, .bos_token = kBos};
+  return {.style = ChatStyle::kDeepseekR1, .bos_token = kBosText};
 }
 
 std::vector<ChatMessage> parse_messages(const json& list) {
@@ -45,7 +45,7 @@ std::vector<ChatMessage> parse_messages(const json& list) {
 TEST(ChatTemplate, SpecExample) {
   const std::vector<ChatMessage> messages = {{.role = "user", .content = "Hi"}};
   EXPECT_EQ(r1().render(messages), "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜><think>\n");
-  const ChatTemplate v3{.style = ChatStyle::kDeepseekV3, .bos_token = kBos};
+  const ChatTemplate v3{.style = ChatStyle::kDeepseekV3, .bos_token = kBosText};
   EXPECT_EQ(v3.render(messages), "<｜begin▁of▁sentence｜><｜User｜>Hi<｜Assistant｜>");
   EXPECT_EQ(r1().render(messages, /*add_generation_prompt=*/false), "<｜begin▁of▁sentence｜><｜User｜>Hi");
 }
@@ -63,14 +63,14 @@ TEST(ChatTemplate, MultiTurnDropsEarlierReasoning) {
 }
 
 TEST(ChatTemplate, MatchesJinjaRenderings) {
-  std::ifstream in(kFixtureDir / "cases.json");
+  std::ifstream in(kTemplateFixtures / "cases.json");
   std::stringstream text;
   text << in.rdbuf();
   const json cases = json::parse(text.str());
   int compared = 0;
   for (const json& entry : cases["chat"]) {
     const ChatTemplate chat{.style = entry["style"] == "r1" ? ChatStyle::kDeepseekR1 : ChatStyle::kDeepseekV3,
-                            .bos_token = kBos};
+                            .bos_token = kBosText};
     EXPECT_EQ(chat.render(parse_messages(entry["messages"]), entry["add_generation_prompt"].get<bool>()),
               entry["text"].get<std::string>())
         << entry["name"];
@@ -111,10 +111,10 @@ TEST(ChatTemplate, StyleComesFromTheTokenizerConfig) {
   EXPECT_EQ(detect_chat_style("{{'<｜Assistant｜><think>\\n'}}"), ChatStyle::kDeepseekR1);
   EXPECT_EQ(detect_chat_style("{{'<｜Assistant｜><think>\n'}}"), ChatStyle::kDeepseekR1);
 
-  const Tokenizer tokenizer = Tokenizer::load(kFixtureDir);
+  const Tokenizer tokenizer = Tokenizer::load(kTemplateFixtures);
   const ChatTemplate chat = ChatTemplate::for_tokenizer(tokenizer);
   EXPECT_EQ(chat.style, ChatStyle::kDeepseekR1);
-  EXPECT_EQ(chat.bos_token, kBos);
+  EXPECT_EQ(chat.bos_token, kBosText);
   // Encoded without add_bos: the rendering starts with BOS already, and the role tags are single ids.
   const std::vector<ChatMessage> messages = {{.role = "user", .content = "Hi"}};
   const std::vector<TokenId> ids = tokenizer.encode(chat.render(messages), /*add_bos=*/false);

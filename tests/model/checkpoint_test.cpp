@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -13,29 +12,13 @@
 
 #include "engine/core/error.h"
 #include "engine/model/safetensors.h"
+#include "tests/scratch_dir.h"
 
 namespace hetmoe {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("hetmoe_checkpoint_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct Tensor {
   std::string name;
@@ -81,7 +64,7 @@ std::string open_error(const fs::path& directory) {
 
 // Three shards and their index, the way Hugging Face lays out a large model.
 struct ShardedCheckpoint {
-  TempDir dir;
+  const testing::ScratchDir dir{"checkpoint"};
   std::vector<std::vector<Tensor>> shards;
   json index;
 
@@ -203,13 +186,13 @@ TEST(Checkpoint, OpensSingleFileFolders) {
   const std::vector<Tensor> tensors = {random_tensor("a", DType::kBF16, Shape{2, 3}, 1),
                                        random_tensor("b", DType::kF32, Shape{5}, 2)};
   {
-    TempDir dir;
+    const testing::ScratchDir dir("checkpoint");
     write_file(dir / "model.safetensors", tensors);
     EXPECT_EQ(Checkpoint::open(dir.path())->tensors().size(), 2u);
     EXPECT_EQ(Checkpoint::open(dir / "model.safetensors")->tensors().size(), 2u);  // the file itself
   }
   {  // One file under another name, no index: accepted.
-    TempDir dir;
+    const testing::ScratchDir dir("checkpoint");
     write_file(dir / "weights.safetensors", tensors);
     EXPECT_EQ(Checkpoint::open(dir.path())->at("b").info->shape, Shape{5});
     // A second one without an index is ambiguous.
@@ -217,7 +200,7 @@ TEST(Checkpoint, OpensSingleFileFolders) {
     EXPECT_NE(open_error(dir.path()).find("no model.safetensors.index.json"), std::string::npos);
   }
   {
-    TempDir dir;
+    const testing::ScratchDir dir("checkpoint");
     EXPECT_NE(open_error(dir.path()).find("no model.safetensors"), std::string::npos);
     EXPECT_NE(open_error(dir / "absent").find("not a model folder"), std::string::npos);
   }
@@ -235,7 +218,7 @@ float e4m3_formula(uint8_t code) {
 }
 
 TEST(Checkpoint, DequantisesFp8BlocksWithPartialEdges) {
-  TempDir dir;
+  const testing::ScratchDir dir("checkpoint");
   const int64_t rows = 200, cols = 300;
   Tensor weight = random_tensor("w", DType::kF8E4M3, Shape{rows, cols}, 7);
   for (auto& code : weight.bytes)
@@ -266,7 +249,7 @@ TEST(Checkpoint, DequantisesFp8BlocksWithPartialEdges) {
 }
 
 TEST(Checkpoint, RejectsWrongScales) {
-  TempDir dir;
+  const testing::ScratchDir dir("checkpoint");
   const Tensor weight = random_tensor("w", DType::kF8E4M3, Shape{200, 300}, 7);
   Tensor other = weight;
   other.name = "noscale";
@@ -300,7 +283,7 @@ TEST(Checkpoint, RejectsWrongScales) {
 }
 
 TEST(Checkpoint, ConvertsBf16F16F32) {
-  TempDir dir;
+  const testing::ScratchDir dir("checkpoint");
   const std::vector<float> values = {1.0f, -2.5f, 0.15625f, 3e-5f, -1e4f, 0.0f};
   std::vector<uint16_t> bf16, f16;
   for (float value : values) {

@@ -1,7 +1,6 @@
 #include "engine/model/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "tests/scratch_dir.h"
 
 namespace hetmoe {
 namespace {
@@ -19,24 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const fs::path kFixture = fs::path(HETMOE_TEST_DATA) / "safetensors" / "numpy_reference.safetensors";
-
-// A fresh folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("hetmoe_safetensors_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<uint8_t> read_bytes(const fs::path& path) {
   std::ifstream stream(path, std::ios::binary);
@@ -60,7 +42,7 @@ std::vector<uint8_t> raw_file(const std::string& header, uint64_t data_bytes,
   return bytes;
 }
 
-struct Tensor {
+struct TensorBytes {
   std::string name;
   DType dtype;
   Shape shape;
@@ -75,12 +57,12 @@ std::vector<uint8_t> random_bytes(size_t count, uint32_t seed) {
 }
 
 // Writes `tensors` in chunks of `chunk` bytes that run across tensor boundaries.
-void write_file(const fs::path& path, const std::vector<Tensor>& tensors, size_t chunk,
+void write_file(const fs::path& path, const std::vector<TensorBytes>& tensors, size_t chunk,
                 std::map<std::string, std::string> metadata = {}) {
   SafetensorsWriter writer(path, std::move(metadata));
   writer.set_durable(false);
   std::vector<uint8_t> all;
-  for (const Tensor& tensor : tensors) {
+  for (const TensorBytes& tensor : tensors) {
     writer.declare(tensor.name, tensor.dtype, tensor.shape);
     all.insert(all.end(), tensor.bytes.begin(), tensor.bytes.end());
   }
@@ -91,7 +73,7 @@ void write_file(const fs::path& path, const std::vector<Tensor>& tensors, size_t
   EXPECT_EQ(fs::file_size(path), expected_size);
 }
 
-std::vector<Tensor> mixed_tensors() {
+std::vector<TensorBytes> mixed_tensors() {
   return {
       {"model.layers.0.mlp.down_proj.weight", DType::kF8E4M3, Shape{3, 5}, random_bytes(15, 1)},
       {"model.layers.0.mlp.down_proj.weight_scale_inv", DType::kF32, Shape{1, 1}, random_bytes(4, 2)},
@@ -104,7 +86,7 @@ std::vector<Tensor> mixed_tensors() {
   };
 }
 
-void expect_tensors(const SafetensorsFile& file, const std::vector<Tensor>& tensors) {
+void expect_tensors(const SafetensorsFile& file, const std::vector<TensorBytes>& tensors) {
   ASSERT_EQ(file.tensors().size(), tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     SCOPED_TRACE(tensors[i].name);
@@ -125,7 +107,7 @@ void expect_tensors(const SafetensorsFile& file, const std::vector<Tensor>& tens
 }
 
 TEST(Safetensors, RoundTripsMixedDtypes) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   const auto tensors = mixed_tensors();
   for (size_t chunk : {size_t(1), size_t(7), size_t(64), size_t(1) << 20}) {
     SCOPED_TRACE(chunk);
@@ -143,9 +125,9 @@ TEST(Safetensors, RoundTripsMixedDtypes) {
 }
 
 TEST(Safetensors, StreamsLargeTensorsAcrossTheBuffer) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   // Larger than the writer's 8 MiB buffer, with odd sizes so writes straddle buffer boundaries.
-  const std::vector<Tensor> tensors = {
+  const std::vector<TensorBytes> tensors = {
       {"small", DType::kU8, Shape{3}, random_bytes(3, 11)},
       {"large", DType::kBF16, Shape{3, 1'500'001}, random_bytes(9'000'006, 12)},
       {"medium", DType::kF32, Shape{1000, 1001}, random_bytes(4'004'000, 13)},
@@ -211,17 +193,17 @@ TEST(Safetensors, ReadsAndReproducesTheReferenceLibrarysFile) {
   EXPECT_EQ(int8_t(file->data(*i8)[0]), -128);
 
   // Declared in the reference writer's order (its file order), hetmoe writes the same bytes.
-  std::vector<Tensor> tensors;
+  std::vector<TensorBytes> tensors;
   for (const TensorInfo& info : file->tensors())
     tensors.push_back({info.name, info.dtype, info.shape,
                        std::vector<uint8_t>(file->data(info), file->data(info) + info.nbytes())});
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   write_file(dir / "copy.safetensors", tensors, 5, {{"format", "np"}});
   EXPECT_EQ(read_bytes(dir / "copy.safetensors"), read_bytes(kFixture));
 }
 
 TEST(Safetensors, WriterRejectsMisuse) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   const fs::path path = dir / "w.safetensors";
   {
     SafetensorsWriter writer(path);
@@ -372,7 +354,7 @@ std::vector<Malformed> malformed_files() {
 }
 
 TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   for (const Malformed& test : malformed_files()) {
     SCOPED_TRACE(test.what);
     const fs::path path = dir / "bad.safetensors";
@@ -393,7 +375,7 @@ TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
 // Every truncation and many random corruptions of a valid file: each opens or throws
 // hetmoe::Error, never anything else (run under ASan/UBSan to catch out-of-bounds reads).
 TEST(Safetensors, SurvivesTruncationAndCorruption) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   const fs::path good = dir / "good.safetensors";
   write_file(good, mixed_tensors(), 1 << 20, {{"format", "pt"}});
   const std::vector<uint8_t> bytes = read_bytes(good);
@@ -427,13 +409,13 @@ TEST(Safetensors, SurvivesTruncationAndCorruption) {
 }
 
 TEST(Safetensors, RejectsWhatIsNotARegularFile) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   EXPECT_THROW(SafetensorsFile::open(dir / "absent.safetensors"), Error);
   EXPECT_THROW(SafetensorsFile::open(dir.path()), Error);
 }
 
 TEST(Safetensors, ToleratesTrailingSpacesAndUnalignedHeaders) {
-  TempDir dir;
+  const testing::ScratchDir dir("safetensors");
   // Header length 59: not a multiple of 8, and trailing whitespace of several kinds.
   for (const std::string padding : {"", "   ", " \n\t  \r\n "}) {
     SCOPED_TRACE(padding.size());

@@ -292,7 +292,7 @@ void expect_load_error(const json& tokenizer, const std::string& phrase,
                        const std::string& config_text = "") {
   static int counter = 0;
   // The process id keeps ctest's parallel processes (each counting from 1) out of each other's folder.
-  const fs::path dir = fs::path(testing::TempDir()) /
+  const fs::path dir = fs::path(::testing::TempDir()) /
                        ("hetmoe_tokenizer_" + std::to_string(::getpid()) + "_" + std::to_string(++counter));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
@@ -317,7 +317,8 @@ TEST(TokenizerErrors, MinimalTokenizerLoads) {
 }
 
 TEST(TokenizerErrors, MissingFileOrInvalidJson) {
-  const fs::path dir = fs::path(testing::TempDir()) / ("hetmoe_tokenizer_missing_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / ("hetmoe_tokenizer_missing_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   try {
     Tokenizer::load(dir);

@@ -8,20 +8,21 @@
 #include <cmath>
 #include <filesystem>
 #include <numeric>
-#include <unistd.h>
 
 #include "engine/core/error.h"
 #include "engine/model/model_builder.h"
 #include "engine/runtime/generate.h"
+#include "tests/scratch_dir.h"
 
 namespace hetmoe {
 namespace {
 
 std::filesystem::path tiny_model_dir() {
+  static const testing::ScratchDir scratch("runtime-tiny");  // removed when the test binary exits
   static const std::filesystem::path dir = [] {
-    auto path = std::filesystem::temp_directory_path() / ("hetmoe-runtime-tiny-" + std::to_string(::getpid()));
-    write_random_checkpoint(preset_model_config("tiny"), path, {.seed = 5, .zipf_alpha = 1.0, .force = true});
-    return path;
+    write_random_checkpoint(preset_model_config("tiny"), scratch / "model",
+                            {.seed = 5, .zipf_alpha = 1.0, .force = true});
+    return scratch / "model";
   }();
   return dir;
 }
@@ -56,11 +57,13 @@ TEST(Model, AbsorbedAndNaiveAttentionAgree) {
   const auto naive = prefill_logits(model, kIds);
   // Same math in a different association order: FP32 rounding only.
   EXPECT_LT(max_abs_diff(absorbed, naive), 1e-4);
-  EXPECT_GT(std::inner_product(absorbed.begin(), absorbed.end(), absorbed.begin(), 0.0), 1.0);  // not all zero
+  EXPECT_GT(std::inner_product(absorbed.begin(), absorbed.end(), absorbed.begin(), 0.0),
+            1.0);  // not all zero
 }
 
 // The logits of a prefill of ids[0, split) followed by decoding the rest one token at a time.
-std::vector<float> prefill_then_decode_logits(const Model& model, const std::vector<int32_t>& ids, size_t split) {
+std::vector<float> prefill_then_decode_logits(const Model& model, const std::vector<int32_t>& ids,
+                                              size_t split) {
   KvCache cache(model.config(), int64_t(ids.size()));
   std::vector<float> logits, stepwise;
   SequenceStep first{&cache, std::span(ids).first(split), true, &logits};

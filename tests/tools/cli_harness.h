@@ -14,6 +14,10 @@
 
 namespace hetmoe::testing_cli {
 
+// Inputs more than one CLI test file uses.
+inline const std::string kModel = HETMOE_SOURCE_DIR "/models/tiny-shakespeare";
+inline const std::string kV3Config = HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json";
+
 struct CliResult {
   int exit_code = 0;
   std::string out, err;

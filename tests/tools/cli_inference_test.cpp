@@ -18,10 +18,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kModel = HETMOE_SOURCE_DIR "/models/tiny-shakespeare";
 const std::string kHeldOut = HETMOE_TEST_DATA "/tiny_ref/heldout.txt";
 
 using testing_cli::CliResult;
+using testing_cli::kModel;
 using testing_cli::run;
 using CliInference = testing_cli::CliTest;
 

@@ -20,10 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kV3Config = HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json";
 const std::string kV2LiteConfig = HETMOE_TEST_DATA "/configs/deepseek-v2-lite.config.json";
 
 using testing_cli::CliResult;
+using testing_cli::kV3Config;
 using testing_cli::run;
 using CliModelTest = testing_cli::CliTest;
 

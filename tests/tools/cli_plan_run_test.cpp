@@ -18,11 +18,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kModel = HETMOE_SOURCE_DIR "/models/tiny-shakespeare";
 const std::string kProfile = HETMOE_SOURCE_DIR "/tools/profiles/desktop-24g-nvme.json";
-const std::string kV3Config = HETMOE_TEST_DATA "/configs/deepseek-v3-r1.config.json";
 
 using testing_cli::CliResult;
+using testing_cli::kModel;
+using testing_cli::kV3Config;
 using testing_cli::run;
 using CliPlanRun = testing_cli::CliTest;
 

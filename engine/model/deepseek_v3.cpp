@@ -1,5 +1,6 @@
 #include "engine/model/deepseek_v3.h"
 
+#include <algorithm>
 #include <charconv>
 #include <unordered_map>
 
@@ -212,7 +213,9 @@ std::vector<TensorSpec> model_tensors(const ModelConfig& config, const Inventory
   const int64_t hidden = config.hidden_size;
   writer.add("model.embed_tokens.weight", DType::kBF16, {config.vocab_size, hidden}, TensorGroup::kEmbedding,
              TensorRole::kEmbedding);
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) writer.layer(l);
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l)
+    if (options.only_layers.empty() || std::ranges::find(options.only_layers, l) != options.only_layers.end())
+      writer.layer(l);
   writer.norm("model.norm.weight", hidden, -1);
   writer.add("lm_head.weight", DType::kBF16, {config.vocab_size, hidden}, TensorGroup::kLmHead,
              TensorRole::kLinear);

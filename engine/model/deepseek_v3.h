@@ -65,6 +65,9 @@ struct TensorSpec {
 
 struct InventoryOptions {
   bool include_mtp = false;  // also list layers num_hidden_layers .. + num_nextn_predict_layers
+  // Only these decoder layers (the tensors outside layers always): a caller that needs one layer
+  // of each kind skips building ~90k names for V3's experts. Empty: every layer.
+  std::vector<int64_t> only_layers;
 };
 
 // Every tensor of the checkpoint in a fixed order: embed_tokens, then layer by layer (norms,

@@ -12,22 +12,32 @@ namespace hetmoe::plan {
 
 std::string_view tier_name(Tier tier) {
   switch (tier) {
-    case Tier::kGpu: return "gpu";
-    case Tier::kDram: return "dram";
-    case Tier::kNvme: return "nvme";
+    case Tier::kGpu:
+      return "gpu";
+    case Tier::kDram:
+      return "dram";
+    case Tier::kNvme:
+      return "nvme";
   }
   return "?";
 }
 
 std::string_view resource_name(Resource resource) {
   switch (resource) {
-    case Resource::kGpuCompute: return "gpu_compute";
-    case Resource::kGpuMemory: return "gpu_memory_bandwidth";
-    case Resource::kPcie: return "pcie";
-    case Resource::kCpuCompute: return "cpu_compute";
-    case Resource::kDram: return "dram_bandwidth";
-    case Resource::kNvme: return "nvme_bandwidth";
-    case Resource::kOverhead: return "dispatch_overhead";
+    case Resource::kGpuCompute:
+      return "gpu_compute";
+    case Resource::kGpuMemory:
+      return "gpu_memory_bandwidth";
+    case Resource::kPcie:
+      return "pcie";
+    case Resource::kCpuCompute:
+      return "cpu_compute";
+    case Resource::kDram:
+      return "dram_bandwidth";
+    case Resource::kNvme:
+      return "nvme_bandwidth";
+    case Resource::kOverhead:
+      return "dispatch_overhead";
   }
   return "?";
 }
@@ -36,22 +46,25 @@ ModelShape model_shape(const ModelConfig& config) {
   check(config.n_routed_experts > 0 && config.num_experts_per_tok > 0,
         "the planner needs a Mixture-of-Experts model: this config has no routed experts",
         {.hint = "check n_routed_experts and num_experts_per_tok in config.json"});
-  const std::vector<TensorSpec> tensors = model_tensors(config);  // validates the config
   ModelShape shape;
   shape.config = config;
   shape.layers = config.num_hidden_layers;
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) (config.is_moe_layer(l) ? shape.moe_layers : shape.dense_layers) += 1;
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l)
+    (config.is_moe_layer(l) ? shape.moe_layers : shape.dense_layers) += 1;
   shape.shipped_linear = config.quantization.present ? WeightFormat::kFP8 : WeightFormat::kBF16;
   int64_t first_dense = -1, first_moe = -1;
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     if (config.is_moe_layer(l) && first_moe < 0) first_moe = l;
     if (!config.is_moe_layer(l) && first_dense < 0) first_dense = l;
   }
+  // Layer 0 and the first layer of each kind are all the shape reads; the call validates the config.
+  const std::vector<TensorSpec> tensors = model_tensors(config, {.only_layers = {0, first_dense, first_moe}});
   auto add = [](WeightGroup& group, const TensorSpec& spec) {
     if (spec.is_parameter()) group.params += double(spec.numel());
     group.bytes += double(spec.nbytes());
     // kv_b is no projection of the CPU engine's absorbed attention (§3.4).
-    if (spec.role == TensorRole::kLinear && !spec.name.ends_with("kv_b_proj.weight")) group.outputs += double(spec.shape[0]);
+    if (spec.role == TensorRole::kLinear && !spec.name.ends_with("kv_b_proj.weight"))
+      group.outputs += double(spec.shape[0]);
   };
   for (const TensorSpec& spec : tensors) {
     switch (spec.group) {
@@ -59,7 +72,8 @@ ModelShape model_shape(const ModelConfig& config) {
         if (spec.layer == 0) add(shape.attention, spec);
         // The weight itself, not its FP8 `kv_b_proj.weight_scale_inv` (whose 1024 scales used to
         // win here for FP8 checkpoints and hid the per-token kv_b re-read of today's CPU attention).
-        if (spec.layer == 0 && spec.name.ends_with("kv_b_proj.weight")) shape.kv_b_params = double(spec.numel());
+        if (spec.layer == 0 && spec.name.ends_with("kv_b_proj.weight"))
+          shape.kv_b_params = double(spec.numel());
         break;
       case TensorGroup::kDenseFfn:
         if (spec.layer == first_dense) add(shape.dense_ffn, spec);
@@ -83,7 +97,8 @@ ModelShape model_shape(const ModelConfig& config) {
         break;
     }
   }
-  shape.attention.format = shape.dense_ffn.format = shape.shared.format = shape.expert.format = shape.shipped_linear;
+  shape.attention.format = shape.dense_ffn.format = shape.shared.format = shape.expert.format =
+      shape.shipped_linear;
   shape.router.format = WeightFormat::kBF16;
   shape.embedding.format = WeightFormat::kBF16;
   shape.lm_head.format = WeightFormat::kBF16;  // DeepSeek ships lm_head and embeddings in BF16
@@ -147,13 +162,15 @@ MemoryUse memory_use(const CostInputs& in, const Placement& pl) {
   const Tier attention_tier = pl.attention_gpu ? Tier::kGpu : Tier::kDram;
   const double context = double(w.batch) * double(w.prompt_tokens + w.gen_tokens);
   put(attention_tier, "attention", terms.attention().bytes * double(s.layers));
-  put(attention_tier, "kv_cache", context * terms.kv_bytes_per_token_layer(pl.attention_gpu) * double(s.layers));
+  put(attention_tier, "kv_cache",
+      context * terms.kv_bytes_per_token_layer(pl.attention_gpu) * double(s.layers));
   put(attention_tier, "activations", terms.activation_bytes());
   if (!pl.attention_gpu && in.traits->cpu_attention_rereads_kv_b && in.traits->cpu_attention_kv_b_f32)
     put(Tier::kDram, "kv_b_f32", s.kv_b_params * 4.0 * double(s.layers));
   const WeightGroup router = terms.router();
   put(pl.attention_gpu ? Tier::kGpu : Tier::kDram, "router", router.bytes * double(s.moe_layers));
-  put(pl.shared_gpu ? Tier::kGpu : Tier::kDram, "shared_experts", terms.shared().bytes * double(s.moe_layers));
+  put(pl.shared_gpu ? Tier::kGpu : Tier::kDram, "shared_experts",
+      terms.shared().bytes * double(s.moe_layers));
   put(pl.dense_gpu ? Tier::kGpu : Tier::kDram, "dense_ffn", terms.dense_ffn().bytes * double(s.dense_layers));
   put(pl.lm_head_gpu ? Tier::kGpu : Tier::kDram, "lm_head", terms.lm_head().bytes);
   put(pl.embedding_gpu ? Tier::kGpu : Tier::kDram, "embedding", s.embedding.bytes);
@@ -208,7 +225,8 @@ Prediction predict(const CostInputs& in, const Placement& pl) {
     out.decode.seconds = layer_costs.total.seconds;
     out.decode.critical_seconds = layer_costs.total.by;
     finish(out.decode, tokens);
-    out.decode_distinct_experts_per_layer = layer_costs.distinct_experts / std::max<double>(1, double(s.moe_layers));
+    out.decode_distinct_experts_per_layer =
+        layer_costs.distinct_experts / std::max<double>(1, double(s.moe_layers));
     out.decode_expert_bytes_gpu = layer_costs.expert_bytes[int(Tier::kGpu)];
     out.decode_expert_bytes_cpu = layer_costs.expert_bytes[int(Tier::kDram)];
     out.decode_expert_bytes_nvme = layer_costs.expert_bytes[int(Tier::kNvme)];

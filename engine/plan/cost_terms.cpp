@@ -65,7 +65,9 @@ WeightGroup CostTerms::router() const {
   if (in_.traits->cpu_router_f32 && !pl_.attention_gpu) return in_format(r, WeightFormat::kF32);
   return r;
 }
-WeightGroup CostTerms::expert() const { return in_format(in_.shape->expert, pl_.expert_format); }
+WeightGroup CostTerms::expert() const {
+  return in_format(in_.shape->expert, pl_.expert_format);
+}
 
 double CostTerms::kv_bytes_per_token_layer(bool gpu) const {
   const ModelConfig& c = in_.shape->config;
@@ -83,10 +85,12 @@ double CostTerms::activation_bytes() const {
   const double tokens = double(w.batch) * double(w.prompt_tokens);
   if (in_.traits->runtime_memory_budget) {
     // What engine/runtime reserves for one forward pass of the prompt (memory_budget.h).
-    return double(forward_activation_bytes(c, std::max<int64_t>(1, int64_t(tokens)), w.prompt_tokens + w.gen_tokens,
-                                           w.batch, in_.profile->cpu.physical_cores));
+    return double(forward_activation_bytes(c, std::max<int64_t>(1, int64_t(tokens)),
+                                           w.prompt_tokens + w.gen_tokens, w.batch,
+                                           in_.profile->cpu.physical_cores));
   }
-  const double per_token = 3.0 * double(c.hidden_size) + double(c.num_attention_heads) * double(c.qk_head_dim() + c.v_head_dim) +
+  const double per_token = 3.0 * double(c.hidden_size) +
+                           double(c.num_attention_heads) * double(c.qk_head_dim() + c.v_head_dim) +
                            2.0 * k * double(c.hidden_size) + 2.0 * k * double(c.moe_intermediate_size);
   return 4.0 * (tokens * per_token + double(w.batch) * double(c.vocab_size));
 }
@@ -95,7 +99,9 @@ double CostTerms::dram_copies() const {
   return in_.traits->numa_duplicate_weights ? double(std::max(1, in_.profile->cpu.numa_nodes)) : 1.0;
 }
 
-bool CostTerms::gpu_usable() const { return in_.traits->use_gpu && in_.profile->has_gpu(); }
+bool CostTerms::gpu_usable() const {
+  return in_.traits->use_gpu && in_.profile->has_gpu();
+}
 
 bool CostTerms::uploads_possible() const {
   return gpu_usable() && in_.traits->upload_experts_for_prefill && pl_.attention_gpu;
@@ -111,13 +117,12 @@ const CpuKernelRate& CostTerms::cpu_kernel(WeightFormat format, bool expert) con
   const CpuProfile& cpu = in_.profile->cpu;
   if (in_.traits->experts_on_dense_kernels) expert = false;
   const CpuKernelRate& k = expert ? cpu.kernel(format) : cpu.dense_kernel(format);
+  if (k.present()) return k;  // the planner's inner loop: no message built on the way
   const std::string name(weight_format_name(format));
-  check(k.present(),
-        "hardware profile '" + in_.profile->name + "' has no CPU kernel rate for " + name +
-            (expert ? " routed experts" : " weights"),
-        {.hint = "add cpu.kernels." + name + (expert ? "" : " (or cpu.dense_kernels." + name + ")") +
-                 " to the profile, or plan another format (--expert-format / --dense-format)"});
-  return k;
+  throw Error("hardware profile '" + in_.profile->name + "' has no CPU kernel rate for " + name +
+                  (expert ? " routed experts" : " weights"),
+              {.hint = "add cpu.kernels." + name + (expert ? "" : " (or cpu.dense_kernels." + name + ")") +
+                       " to the profile, or plan another format (--expert-format / --dense-format)"});
 }
 
 double CostTerms::cpu_byte_rate(WeightFormat format, Resource* limiter, bool expert) const {
@@ -127,9 +132,11 @@ double CostTerms::cpu_byte_rate(WeightFormat format, Resource* limiter, bool exp
   // A probed kernel rate is already a DRAM rate (the probe cycles the kernel through a working set
   // of 2x the LLC), and the packed kernels stream better than the probe's plain integer-sum loop
   // (14.4 vs 10.4 GB/s on one thread here), so only a hand-written rate is capped by `dram`.
-  double rate = in_.profile->measured ? k.decode_weight_bytes_per_second : std::min(k.decode_weight_bytes_per_second, dram);
+  double rate = in_.profile->measured ? k.decode_weight_bytes_per_second
+                                      : std::min(k.decode_weight_bytes_per_second, dram);
   if (limiter) *limiter = dram <= k.decode_weight_bytes_per_second ? Resource::kDram : Resource::kCpuCompute;
-  if (!in_.traits->numa_aware && cpu.sockets > 1) rate = rate / double(cpu.sockets) * in_.traits->numa_unaware_factor;
+  if (!in_.traits->numa_aware && cpu.sockets > 1)
+    rate = rate / double(cpu.sockets) * in_.traits->numa_unaware_factor;
   return rate * in_.traits->cpu_in_engine_efficiency;
 }
 
@@ -145,7 +152,8 @@ double CostTerms::cpu_flops_rate(const WeightGroup& group, bool expert, bool sma
 double CostTerms::cpu_attention_flops_rate() const {
   // Attention scores and the weighted sum run in f32 (cpu::dot / axpy).
   const CpuProfile& cpu = in_.profile->cpu;
-  if (cpu.kernel(WeightFormat::kF32).present()) return cpu.kernel(WeightFormat::kF32).prefill_flops_per_second;
+  if (cpu.kernel(WeightFormat::kF32).present())
+    return cpu.kernel(WeightFormat::kF32).prefill_flops_per_second;
   double best = 0;
   for (const CpuKernelRate& k : cpu.kernels) best = std::max(best, k.prefill_flops_per_second);
   return best;
@@ -169,10 +177,13 @@ Time CostTerms::cpu_group(const WeightGroup& group, double tokens, int calls, do
   // Tokens 2..kSmallBatchTokens at the small-batch rate, the rest at the GEMM rate (§3.2).
   const double small = std::clamp(tokens, 1.0, double(kSmallBatchTokens)) - 1.0;
   const double large = std::max(0.0, tokens - double(kSmallBatchTokens));
-  if (small > 0) t.add(Resource::kCpuCompute, 2.0 * small * group.params / cpu_flops_rate(group, false, true));
-  if (large > 0) t.add(Resource::kCpuCompute, 2.0 * large * group.params / cpu_flops_rate(group, false, false));
+  if (small > 0)
+    t.add(Resource::kCpuCompute, 2.0 * small * group.params / cpu_flops_rate(group, false, true));
+  if (large > 0)
+    t.add(Resource::kCpuCompute, 2.0 * large * group.params / cpu_flops_rate(group, false, false));
   if (large > 0 && !in_.traits->prefill_as_gemv)
-    t.add(Resource::kCpuCompute, large * group.outputs * in_.profile->cpu.linear_output_seconds / in_.traits->cpu_in_engine_efficiency);
+    t.add(Resource::kCpuCompute, large * group.outputs * in_.profile->cpu.linear_output_seconds /
+                                     in_.traits->cpu_in_engine_efficiency);
   t.add(Resource::kOverhead, double(calls) * in_.profile->cpu.kernel_call_overhead_seconds);
   return t;
 }
@@ -193,14 +204,15 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
   const double pairs = prefill ? tokens * (context + 1.0) / 2.0 : tokens * context;
   const double heads = double(c.num_attention_heads);
   const bool absorbed = tr.mla_kv_cache && (!prefill || !gpu);
-  const double flops_per_pair =
-      absorbed ? 2.0 * heads * double(2 * c.kv_lora_rank + c.qk_rope_head_dim) : 2.0 * heads * double(c.qk_head_dim() + c.v_head_dim);
+  const double flops_per_pair = absorbed ? 2.0 * heads * double(2 * c.kv_lora_rank + c.qk_rope_head_dim)
+                                         : 2.0 * heads * double(c.qk_head_dim() + c.v_head_dim);
   const double kv_read = prefill ? 0.0 : pairs * kv_bytes_per_token_layer(gpu);
   Time t;
   if (gpu) {
     const GpuProfile& g = in_.profile->gpus[0];
     const double memory = (weights.bytes + kv_read + router().bytes) / g.hbm_bytes_per_second;
-    const double compute = (2.0 * tokens * (weights.params + router().params) + pairs * flops_per_pair) / gpu_flops_rate(weights.format);
+    const double compute = (2.0 * tokens * (weights.params + router().params) + pairs * flops_per_pair) /
+                           gpu_flops_rate(weights.format);
     memory >= compute ? t.add(Resource::kGpuMemory, memory) : t.add(Resource::kGpuCompute, compute);
     t.add(Resource::kOverhead, 8 * g.launch_overhead_seconds);
     return t;
@@ -217,9 +229,13 @@ Time CostTerms::attention_time(double tokens, double context, bool prefill) cons
     const double prompts = std::max(1.0, double(in_.workload.batch));
     const double blocks = prompts * std::ceil(tokens / prompts / double(kAbsorbedAttentionRows));
     const double parallel = std::max(1.0, std::min(blocks * heads, double(cpu.physical_cores)));
-    auto per = [](double fixed, double flops, double rate) { return fixed + (rate > 0 ? flops / rate : 0.0); };
-    const double row = per(cpu.attention_row_seconds, 2.0 * nope_v * latent, cpu.attention_row_flops_per_second);
-    const double pair = per(cpu.attention_pair_seconds, flops_per_pair / heads, cpu.attention_pair_flops_per_second);
+    auto per = [](double fixed, double flops, double rate) {
+      return fixed + (rate > 0 ? flops / rate : 0.0);
+    };
+    const double row =
+        per(cpu.attention_row_seconds, 2.0 * nope_v * latent, cpu.attention_row_flops_per_second);
+    const double pair =
+        per(cpu.attention_pair_seconds, flops_per_pair / heads, cpu.attention_pair_flops_per_second);
     const double compute = heads * (tokens * row + pairs * pair) / parallel / tr.cpu_in_engine_efficiency;
     const double memory = blocks * kv_b_reread_bytes() / in_.profile->dram.read_bytes_per_second;
     compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
@@ -275,8 +291,8 @@ Time CostTerms::router_time(double tokens) const {
     const double calls = tokens * double(c.n_routed_experts);
     const double flops = 2.0 * calls * double(c.hidden_size);
     Time t;
-    const double compute =
-        (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) / parallel / tr.cpu_in_engine_efficiency;
+    const double compute = (calls * cpu.vector_call_seconds + flops / cpu.vector_flops_per_second) /
+                           parallel / tr.cpu_in_engine_efficiency;
     const double memory = r.bytes / in_.profile->dram.read_bytes_per_second / tr.cpu_in_engine_efficiency;
     compute >= memory ? t.add(Resource::kCpuCompute, compute) : t.add(Resource::kDram, memory);
     return t;
@@ -295,15 +311,18 @@ ExpertCost CostTerms::expert_cost(double p, double tokens) const {
   // first adds its FLOPs (E[(n − 1)·1{n > 0}] = tokens·p − touch), tokens 2..kSmallBatchTokens
   // at the small-batch rate (E[min(n, S)] − touch of them), the rest at the GEMM rate.
   Resource limiter = Resource::kDram;
-  const bool supported = in_.traits->experts_on_dense_kernels ? in_.profile->cpu.dense_kernel(e.format).present()
-                                                              : in_.profile->cpu.kernel(e.format).present();
+  const bool supported = in_.traits->experts_on_dense_kernels
+                             ? in_.profile->cpu.dense_kernel(e.format).present()
+                             : in_.profile->cpu.kernel(e.format).present();
   if (supported) {
     const double byte_rate = cpu_byte_rate(e.format, &limiter, true);
     cost.cpu.add(limiter, cost.touch * e.bytes / byte_rate);
     const double capped = expected_min_tokens(p, tokens, kSmallBatchTokens);
     const double small = std::max(0.0, capped - cost.touch), large = std::max(0.0, tokens * p - capped);
-    if (small > 0) cost.cpu.add(Resource::kCpuCompute, 2.0 * small * e.params / cpu_flops_rate(e, true, true));
-    if (large > 0) cost.cpu.add(Resource::kCpuCompute, 2.0 * large * e.params / cpu_flops_rate(e, true, false));
+    if (small > 0)
+      cost.cpu.add(Resource::kCpuCompute, 2.0 * small * e.params / cpu_flops_rate(e, true, true));
+    if (large > 0)
+      cost.cpu.add(Resource::kCpuCompute, 2.0 * large * e.params / cpu_flops_rate(e, true, false));
     cost.cpu.add(Resource::kOverhead, cost.touch * double(in_.traits->kernel_calls_per_expert) *
                                           in_.profile->cpu.kernel_call_overhead_seconds);
     cost.cpu_supported = true;
@@ -313,12 +332,14 @@ ExpertCost CostTerms::expert_cost(double p, double tokens) const {
     cost.gpu_memory_s = cost.touch * e.bytes / g.hbm_bytes_per_second;
     cost.gpu_compute_s = 2.0 * tokens * p * e.params / gpu_flops_rate(e.format);
   }
-  if (in_.profile->nvme.present()) cost.nvme_s = cost.touch * e.bytes / in_.profile->nvme.read_bytes_per_second;
+  if (in_.profile->nvme.present())
+    cost.nvme_s = cost.touch * e.bytes / in_.profile->nvme.read_bytes_per_second;
   return cost;
 }
 
-LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::vector<Tier>& tiers, double tokens,
-                                      double context, bool prefill, const std::vector<double>* hit) const {
+LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::vector<Tier>& tiers,
+                                      double tokens, double context, bool prefill,
+                                      const std::vector<double>* hit) const {
   const EngineTraits& tr = *in_.traits;
   const ModelConfig& c = in_.shape->config;
   LayerState s;
@@ -347,7 +368,8 @@ LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::v
         break;
       case Tier::kNvme:
         s.io.add(Resource::kNvme, cost.nvme_s * (1.0 - (hit ? (*hit)[e] : 0.0)));
-        if (cost.touch > 0 && cost.cpu.seconds / cost.touch > s.cpu_tail.seconds) s.cpu_tail = cost.cpu.scaled(1.0 / cost.touch);
+        if (cost.touch > 0 && cost.cpu.seconds / cost.touch > s.cpu_tail.seconds)
+          s.cpu_tail = cost.cpu.scaled(1.0 / cost.touch);
         [[fallthrough]];
       case Tier::kDram:
         if (!cost.cpu_supported) cpu_kernel(expert().format, true);  // throws, naming the format
@@ -358,7 +380,9 @@ LayerState CostTerms::moe_layer_state(const std::vector<double>& p, const std::v
     }
   }
   s.cpu_involved = any_cpu || !pl_.attention_gpu;
-  if (any_cpu) s.cpu.add(Resource::kOverhead, double(tr.kernel_calls_per_moe_layer) * in_.profile->cpu.kernel_call_overhead_seconds);
+  if (any_cpu)
+    s.cpu.add(Resource::kOverhead,
+              double(tr.kernel_calls_per_moe_layer) * in_.profile->cpu.kernel_call_overhead_seconds);
   if (gpu_usable() && pl_.attention_gpu && any_cpu) {
     // The hidden state goes to the CPU and the expert outputs come back, every MoE layer.
     const double bytes = 2.0 * tokens * double(c.hidden_size) * 2.0;
@@ -432,14 +456,16 @@ LayerCosts CostTerms::layers(double tokens, double context, bool prefill) const 
       } else {
         s.serial.add(cpu_group(dense_ffn(), tokens, tr.kernel_calls_per_ffn));
         if (gpu_usable() && pl_.attention_gpu)
-          s.serial.add(Resource::kPcie, 4.0 * tokens * double(c.hidden_size) / in_.profile->gpus[0].pcie_h2d_bytes_per_second);
+          s.serial.add(Resource::kPcie,
+                       4.0 * tokens * double(c.hidden_size) / in_.profile->gpus[0].pcie_h2d_bytes_per_second);
       }
       out.total.add(combine(s));
       continue;
     }
     const std::vector<double>& p = (*in_.probabilities)[m];
     const std::vector<Tier>& tiers = pl_.experts[m];
-    const LayerState s = moe_layer_state(p, tiers, tokens, context, prefill, hit_.empty() ? nullptr : &hit_[m]);
+    const LayerState s =
+        moe_layer_state(p, tiers, tokens, context, prefill, hit_.empty() ? nullptr : &hit_[m]);
     out.total.add(combine(s));
     io_total += s.io.seconds;
     if (!prefill) {
@@ -460,7 +486,8 @@ LayerCosts CostTerms::layers(double tokens, double context, bool prefill) const 
     out.total.add(cpu_group(lm_head(), heads_tokens, 1));
   }
   // Reads issued a layer early overlap compute, but the drive cannot deliver faster than its rate.
-  if (tr.overlap_paths && io_total > out.total.seconds) out.total.add(Resource::kNvme, io_total - out.total.seconds);
+  if (tr.overlap_paths && io_total > out.total.seconds)
+    out.total.add(Resource::kNvme, io_total - out.total.seconds);
   return out;
 }
 

@@ -54,6 +54,20 @@ TEST(DeepseekV3Inventory, PublishedV3TensorCounts) {
   EXPECT_EQ(per_layer[61], 1558u + 6u);
 }
 
+TEST(DeepseekV3Inventory, OnlyLayersIsTheSameSubsetOfTheFullList) {
+  const ModelConfig config = v3_config();
+  const auto all = model_tensors(config);
+  const auto some = model_tensors(config, {.only_layers = {0, 3, 60}});
+  std::vector<std::string> expected;
+  for (const TensorSpec& spec : all)
+    if (spec.layer < 0 || spec.layer == 0 || spec.layer == 3 || spec.layer == 60)
+      expected.push_back(spec.name);
+  std::vector<std::string> names;
+  for (const TensorSpec& spec : some) names.push_back(spec.name);
+  EXPECT_EQ(names, expected);  // same tensors, same order
+  EXPECT_EQ(some.size(), 3u + 20u + 2u * 1558u);
+}
+
 TEST(DeepseekV3Inventory, PublishedV3NamesShapesAndDtypes) {
   const auto t = by_name(model_tensors(v3_config(), {.include_mtp = true}));
   auto expect = [&](const std::string& name, DType dtype, Shape shape, TensorGroup group) {

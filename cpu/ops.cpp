@@ -37,28 +37,32 @@ void axpy_portable(float alpha, const float* x, float* y, int64_t n) {
 
 // The path of the calls without an Isa, chosen once.
 Isa default_isa() {
-  static const Isa isa = has_avx512(active_isa()) ? Isa::kAvx512 : Isa::kScalar;
+  static const Isa isa = active_isa();
   return isa;
 }
 
 }  // namespace
 
 float dot(const float* a, const float* b, int64_t n, Isa isa) {
-  return has_avx512(isa) ? kernels::dot_avx512(a, b, n) : dot_portable(a, b, n);
+  if (has_avx512(isa)) return kernels::dot_avx512(a, b, n);
+  return isa == Isa::kAvx2 ? kernels::dot_avx2(a, b, n) : dot_portable(a, b, n);
 }
 
 void axpy(float alpha, const float* x, float* y, int64_t n, Isa isa) {
   if (has_avx512(isa)) return kernels::axpy_avx512(alpha, x, y, n);
+  if (isa == Isa::kAvx2) return kernels::axpy_avx2(alpha, x, y, n);
   axpy_portable(alpha, x, y, n);
 }
 
 void axpy_rows(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n, Isa isa) {
   if (has_avx512(isa)) return kernels::axpy_rows_avx512(alpha, rows, stride, count, y, n);
+  if (isa == Isa::kAvx2) return kernels::axpy_rows_avx2(alpha, rows, stride, count, y, n);
   for (int64_t r = 0; r < count; ++r) axpy_portable(alpha[r], rows + r * stride, y, n);
 }
 
 void dot_rows(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out, Isa isa) {
   if (has_avx512(isa)) return kernels::dot_rows_avx512(x, rows, stride, count, n, out);
+  if (isa == Isa::kAvx2) return kernels::dot_rows_avx2(x, rows, stride, count, n, out);
   for (int64_t r = 0; r < count; ++r) out[r] = dot_portable(x, rows + r * stride, n);
 }
 

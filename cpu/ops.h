@@ -1,9 +1,9 @@
 // Small FP32 vector ops of the forward pass. dot and axpy (the attention core's inner loops)
-// have an AVX-512 path chosen once from active_isa(); both paths give the same bits:
+// have AVX2 and AVX-512 paths chosen once from active_isa(); every path gives the same bits:
 //   dot   64 lane sums, element i into lane i mod 64 in order, each step lane = lane + a·b
 //         (multiply, then add: no fma), then the lanes halved 32, 16, 8, 4, 2, 1 (lane j += lane
-//         j + width). 64 lanes = 4 independent 16-wide vector chains, so a 512-long dot is not
-//         bound by the add latency.
+//         j + width). 64 lanes = 4 independent 16-wide vector chains (8 of 8 on AVX2), so a
+//         512-long dot is not bound by the add latency.
 //   axpy  y[i] = y[i] + alpha·x[i] (multiply, then add), element by element.
 #pragma once
 
@@ -39,6 +39,10 @@ float dot_avx512(const float* a, const float* b, int64_t n);
 void axpy_avx512(float alpha, const float* x, float* y, int64_t n);
 void axpy_rows_avx512(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n);
 void dot_rows_avx512(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out);
+float dot_avx2(const float* a, const float* b, int64_t n);
+void axpy_avx2(float alpha, const float* x, float* y, int64_t n);
+void axpy_rows_avx2(const float* alpha, const float* rows, int64_t stride, int64_t count, float* y, int64_t n);
+void dot_rows_avx2(const float* x, const float* rows, int64_t stride, int64_t count, int64_t n, float* out);
 }  // namespace kernels
 
 }  // namespace hetmoe::cpu

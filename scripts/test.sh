@@ -12,7 +12,8 @@ BUILD_DIR="$root/build" "$root/scripts/build.sh"
 ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
 
 echo "== ASan + UBSan build and tests" >&2
-BUILD_DIR="$root/build-asan" BUILD_TYPE=RelWithDebInfo "$root/scripts/build.sh" -DHETMOE_SANITIZE=ON -DHETMOE_BENCH=OFF -DHETMOE_CUDA=OFF
+BUILD_DIR="$root/build-asan" BUILD_TYPE=RelWithDebInfo "$root/scripts/build.sh" -DHETMOE_SANITIZE=ON -DHETMOE_BENCH=OFF -DHETMOE_CUDA=OFF \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions="$root/tests/lsan.supp" \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   HETMOE_TEST_SANITIZED=1 ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

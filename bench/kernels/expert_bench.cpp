@@ -16,7 +16,9 @@
 //   divides the fastest iteration by the fastest limit window (both the least disturbed on a
 //   shared machine); frac_of_startup_limit divides by the limits measured once at start-up.
 //
-// Run: build-h5/bench/hetmoe-bench-kernels [--benchmark_filter=decode/fp8]; HETMOE_BENCH_POOL_BYTES
+// The plain linear's decode: linear_bench.cpp (linear/decode/...).
+//
+// Run: build/bench/hetmoe-bench-kernels [--benchmark_filter=decode/fp8]; HETMOE_BENCH_POOL_BYTES
 // overrides the decode pool size (default max(4 × LLC, 1 GiB)).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@
 #include <vector>
 
 #include "bench/kernels/limits.h"
+#include "bench/kernels/linear_bench.h"
 #include "cpu/expert_ffn.h"
 #include "engine/core/dtype.h"
 
@@ -336,6 +339,7 @@ int main(int argc, char** argv) {
                                 std::to_string(l.amx_int8_ops / 1e9));
   }
   bench::register_benchmarks(cores);
+  bench::register_linear_benchmarks(cores, c.pool_bytes);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

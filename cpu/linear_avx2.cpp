@@ -30,13 +30,17 @@ constexpr int64_t kRowGrain = 16;    // rows per task
 
 int64_t round8(int64_t n) { return (n + 7) & ~int64_t(7); }
 
+// 16 E4M3 codes -> the fp16 bits of value / 256: code << 7 with the sign moved from bit 14 to 15.
+inline __m256i fp8_as_half(__m128i codes) {
+  const __m256i shifted = _mm256_slli_epi16(_mm256_cvtepu8_epi16(codes), 7);
+  return _mm256_add_epi16(shifted, _mm256_and_si256(shifted, _mm256_set1_epi16(0x4000)));
+}
+
 // 16 E4M3 codes -> 16 floats (value / 256) at out; NaN codes (S.1111.111) ORed into `nan`.
 inline void decode_fp8_16(__m128i codes, float* out, __m128i& nan) {
   const __m128i low7 = _mm_set1_epi8(0x7F);
   nan = _mm_or_si128(nan, _mm_cmpeq_epi8(_mm_and_si128(codes, low7), low7));
-  // fp16 bits = code << 7 with the sign moved from bit 14 to bit 15.
-  const __m256i shifted = _mm256_slli_epi16(_mm256_cvtepu8_epi16(codes), 7);
-  const __m256i half = _mm256_add_epi16(shifted, _mm256_and_si256(shifted, _mm256_set1_epi16(0x4000)));
+  const __m256i half = fp8_as_half(codes);
   _mm256_storeu_ps(out, _mm256_cvtph_ps(_mm256_castsi256_si128(half)));
   _mm256_storeu_ps(out + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)));
 }
@@ -126,17 +130,13 @@ inline void block_dot2(const float* w, const float* x0, const float* x1, int64_t
 // their byte's max of (code & 0x7F) to 0x7F, checked once per block.
 inline __m256 block_dot_fp8(const uint8_t* p, const float* x, int64_t n, __m128i& nan) {
   const __m128i low7 = _mm_set1_epi8(0x7F);
-  const __m256i sign = _mm256_set1_epi16(0x4000);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   __m128i top = _mm_setzero_si128();
   for (int64_t k = 0; k < n; k += 32) {
     const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k));
     const __m128i c1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k + 16));
     top = _mm_max_epu8(top, _mm_max_epu8(_mm_and_si128(c0, low7), _mm_and_si128(c1, low7)));
-    const __m256i s0 = _mm256_slli_epi16(_mm256_cvtepu8_epi16(c0), 7);
-    const __m256i s1 = _mm256_slli_epi16(_mm256_cvtepu8_epi16(c1), 7);
-    const __m256i h0 = _mm256_add_epi16(s0, _mm256_and_si256(s0, sign));
-    const __m256i h1 = _mm256_add_epi16(s1, _mm256_and_si256(s1, sign));
+    const __m256i h0 = fp8_as_half(c0), h1 = fp8_as_half(c1);
     a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h0)), _mm256_loadu_ps(x + k), a0);
     a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1)), _mm256_loadu_ps(x + k + 8), a1);
     a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h1)), _mm256_loadu_ps(x + k + 16), a2);

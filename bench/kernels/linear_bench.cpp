@@ -28,7 +28,6 @@ namespace {
 constexpr int64_t kRows = 4096, kCols = 7168, kBlock = 128;
 
 struct Pool {
-  cpu::WeightFormat format;
   std::vector<std::vector<uint8_t>> data;  // one matrix each, row-major
   std::vector<float> scales;               // FP8: shared by every matrix (values do not matter)
 };
@@ -37,7 +36,7 @@ Pool make_pool(cpu::WeightFormat format, uint64_t pool_bytes) {
   const uint64_t element = format == cpu::WeightFormat::kFP8Block ? 1 : 2;
   const uint64_t matrix_bytes = uint64_t(kRows * kCols) * element;
   const size_t count = size_t(std::max<uint64_t>(2, (pool_bytes + matrix_bytes - 1) / matrix_bytes));
-  Pool pool{.format = format};
+  Pool pool;
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
   // One random matrix, copied: the values do not change the work, the copies defeat the caches.

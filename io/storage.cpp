@@ -63,7 +63,7 @@ void Storage::push_front(ReadOp* op) {
 }
 
 void Storage::pump() {
-  while (in_device_ < device_slots_ && queue_head_ != nullptr) {
+  while (in_device_ < depth_limit_ && queue_head_ != nullptr) {
     ReadOp* op = queue_head_;
     queue_head_ = op->next;
     if (queue_head_ == nullptr) queue_tail_ = nullptr;

@@ -15,6 +15,7 @@
 // for reads still in the device, so buffers may be freed after the storage is destroyed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -82,6 +83,11 @@ class Storage {
   uint64_t in_flight() const { return in_flight_; }
   // Most ops in the device at once (the queue depth; the pread pool's thread count).
   uint32_t queue_depth() const { return device_slots_; }
+  // Lets at most `reads` ops (1 .. queue_depth()) into the device from now on; the rest wait
+  // in the queue, where cancel_queued() can still withdraw them. Ops already in the device
+  // stay there. Raising it starts queued ops at the next submit/flush/wait.
+  void set_depth_limit(uint32_t reads) { depth_limit_ = std::clamp<uint32_t>(reads, 1, device_slots_); }
+  uint32_t depth_limit() const { return depth_limit_; }
   // Withdraws the ops tagged `tag` that wait for a device slot (queued, or requeued after a
   // short read); wait() never returns them. Ops in the device are left to complete. Returns
   // how many were withdrawn.
@@ -89,7 +95,11 @@ class Storage {
 
  protected:
   Storage(std::string path, uint64_t size_bytes, uint64_t alignment, uint32_t device_slots)
-      : path_(std::move(path)), size_bytes_(size_bytes), alignment_(alignment), device_slots_(device_slots) {}
+      : path_(std::move(path)),
+        size_bytes_(size_bytes),
+        alignment_(alignment),
+        device_slots_(device_slots),
+        depth_limit_(device_slots) {}
 
   // Backend hooks. device_start reads op->length - op->done bytes at op->offset + op->done
   // into op->buffer + op->done. device_reap returns one raw result (bytes read or -errno) of a
@@ -109,6 +119,7 @@ class Storage {
   uint64_t size_bytes_ = 0;
   uint64_t alignment_ = 1;
   uint32_t device_slots_ = 1;
+  uint32_t depth_limit_ = 1;  // <= device_slots_
   uint32_t in_device_ = 0;
   uint64_t in_flight_ = 0;
   ReadOp* queue_head_ = nullptr;  // waiting for a device slot, FIFO

@@ -23,15 +23,18 @@
 #
 # I/O and compute overlap when the streamed run reaches the bound (target >= 80%); the table also
 # gives the serial rate 1 / (I/O + CPU time), what no overlap at all would reach.
+# --variant 'NAME=ARGS' (repeatable) runs each prefetch mode once per variant, with ARGS added to
+# the streamed `hetmoe bench` (e.g. --variant 'qd64=--queue-depth 64' --variant 'late=--late-prediction'
+# --variant 'now='), alternated within each round for A/B; the read tests keep bench's defaults.
 # (mmap and the page cache vs the store: mmap_vs_store.sh.)
 #
 # Usage: bench/streaming/decode_vs_bound.sh --model DIR --store STORE [--budget 8GiB] [--binary PATH]
 #          [-n 16] [-r 2] [--rounds 3] [--small DIR] [--read-seconds 10] [--prefetch auto[,off,on]]
-#          [--no-combinations]
+#          [--no-combinations] [--variant 'NAME=ARGS' ...]
 set -euo pipefail
 
 BINARY=build/tools/hetmoe
-MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; READ_SECONDS=10; ROUNDS=3; MODES=auto; COMBINATIONS=1
+MODEL=; STORE=; BUDGET=8GiB; N=16; R=2; SMALL=; READ_SECONDS=10; ROUNDS=3; MODES=auto; COMBINATIONS=1; VARIANTS=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --binary) BINARY=$2; shift 2 ;;
@@ -45,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --prefetch) MODES=$2; shift 2 ;;
     --no-combinations) COMBINATIONS=0; shift ;;
+    --variant) VARIANTS+=("$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -79,10 +83,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
   read_test "$OUT/read_${r}_0.json"
   i=0
   for mode in ${MODES//,/ }; do
-    i=$((i + 1))
-    "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r 1 --prefetch "$mode" \
-      -o json > "$OUT/pair_${r}_$i.json"
-    read_test "$OUT/read_${r}_$i.json"
+    for variant in "${VARIANTS[@]:-=}"; do
+      i=$((i + 1))
+      read -r -a extra <<< "${variant#*=}"
+      "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r 1 --prefetch "$mode" \
+        "${extra[@]}" -o json > "$OUT/pair_${r}_$i.json"
+      read_test "$OUT/read_${r}_$i.json"
+    done
+  done
+done
+# Labels of the streamed runs, in the order each round ran them.
+LABELS=
+for mode in ${MODES//,/ }; do
+  for variant in "${VARIANTS[@]:-=}"; do
+    label=$mode; [[ -z ${variant%%=*} ]] || label="$mode ${variant%%=*}"
+    LABELS+="${LABELS:+,}$label"
   done
 done
 if ((COMBINATIONS)); then
@@ -91,7 +106,7 @@ if ((COMBINATIONS)); then
     --prefetch off,on,auto --cache-policy lru,next-use -o json > "$OUT/stream.json"
 fi
 
-python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" "$ROUNDS" "$MODES" <<'PY'
+python3 - "$OUT" "$MODEL" "$STORE" "$BUDGET" "$ROUNDS" "$LABELS" <<'PY'
 import json, os, sys
 out, model, store, budget, rounds, modes = sys.argv[1:7]
 modes = modes.split(",")
@@ -102,8 +117,8 @@ print(f"model {model}: {size/2**30:.1f} GiB; store {os.path.getsize(store)/2**30
 print()
 print("Rounds (next-use cache; each streamed run between two read tests of the engine's read pattern, checksums on):")
 print()
-print("| round | prefetch | drive GB/s before / after | CPU bound t/s | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | drive busy % | GB/s while busy | serial t/s | bound t/s | of bound |")
-print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| round | prefetch | drive GB/s before / after | CPU bound t/s | streamed t/s | CPU s/tok | NVMe MB/tok | I/O ms/tok | I/O wait % | drive busy % | GB/s while busy | recall % | serial t/s | bound t/s | of bound |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 ratios = {m: [] for m in modes}
 bws, t_cpu_all = [], []
 for r in range(1, int(rounds) + 1):
@@ -120,6 +135,7 @@ for r in range(1, int(rounds) + 1):
         print(f"| {r} | {mode} ({100*st['prefetch_step_share']:.0f}% on) | {before/1e9:.2f} / {after/1e9:.2f} | {cpu['tokens_per_second']:.3f} | "
               f"{st['tokens_per_second']:.3f} | {st['cpu_seconds_per_token']:.2f} | {st['nvme_bytes_per_token']/1e6:.1f} | {t_io*1e3:.0f} | "
               f"{100*st['io_wait_share']:.1f} | {100*st['drive_busy_share']:.0f} | {st['drive_busy_bytes_per_second']/1e9:.2f} | "
+              f"{100*st['prefetch_recall']:.0f} | "
               f"{1.0 / (t_io + t_cpu):.3f} | {bound:.3f} | **{100*ratios[mode][-1]:.0f}%** |")
 print()
 print("serial: 1 / (I/O time + CPU time), what reads and compute that never overlap would reach.")

@@ -12,14 +12,14 @@
 # shared disk's bandwidth hits both.
 #
 # Target: engine >= 90% of fio (the fixed-buffer fio, the stricter of the two).
-# Usage: bench/streaming/read_vs_fio.sh --store STORE [--binary PATH] [--block 1M] [--qd 64]
+# Usage: bench/streaming/read_vs_fio.sh --store STORE [--binary PATH] [--block 1M] [--qd 256]
 #                                       [--records 8] [--seconds 10] [--rounds 2]
 set -euo pipefail
 
 BINARY=build/tools/hetmoe
 STORE=
 BLOCK=1M
-QD=64
+QD=256
 RECORDS=8
 SECONDS_PER=10
 ROUNDS=2

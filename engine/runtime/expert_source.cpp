@@ -17,8 +17,8 @@ void ffn_forward(const FfnWeights& w, const float* x, int64_t tokens, float* out
 }
 
 void CheckpointExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
-                            const std::function<void()>& alongside) {
-  if (alongside) alongside();
+                            const LayerWork& work) {
+  if (work.alongside) work.alongside();
   const auto& experts = weights_.layers[size_t(layer)].moe.experts;
   for (const ExpertTask& task : tasks) ffn_forward(experts[size_t(task.expert)], task.x, task.tokens, task.out);
 }

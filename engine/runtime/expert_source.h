@@ -22,15 +22,25 @@ struct ExpertTask {
   float* out = nullptr;      // f32 [tokens, hidden]: down(silu(gate x) ⊙ up x)
 };
 
+// What Model hands a source's run() besides the tasks; every hook is optional.
+struct LayerWork {
+  // Work of the layer that does not depend on the tasks (the shared expert): called once,
+  // after the source has started the reads the layer needs and before it waits for any, so it
+  // runs while the drive does. Sources without I/O call it first.
+  std::function<void()> alongside;
+  // Called at most once, after `alongside`, when every read the layer started has landed but
+  // tasks are still to be computed: the drive would stay idle until the next layer's reads, so
+  // Model predicts that layer now, from the outputs written so far (done[i]: tasks[i]'s).
+  // Sources without I/O never call it.
+  std::function<void(std::span<const uint8_t> done)> drive_idle;
+};
+
 class ExpertSource {
  public:
   virtual ~ExpertSource() = default;
-  // Runs every task of one MoE layer; returns when all outputs are written. `alongside`, when
-  // set, is other work of the layer that does not depend on the tasks (the shared expert):
-  // the source calls it once, on the calling thread, after it
-  // has started the reads the layer needs and before it waits for any, so that work runs
-  // while the drive does. Sources without I/O call it first.
-  virtual void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) = 0;
+  // Runs every task of one MoE layer, calling `work`'s hooks on the calling thread; returns
+  // when all outputs are written.
+  virtual void run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) = 0;
   // The experts the next layer is predicted to need (from its gate on this layer's hidden
   // state); a streaming source starts reading them. Default: ignored.
   virtual void prefetch(int64_t layer, std::span<const int32_t> experts) {}
@@ -48,7 +58,7 @@ void ffn_forward(const FfnWeights& w, const float* x, int64_t tokens, float* out
 class CheckpointExperts final : public ExpertSource {
  public:
   explicit CheckpointExperts(const ModelWeights& weights) : weights_(weights) {}
-  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) override;
 
  private:
   const ModelWeights& weights_;

@@ -101,18 +101,21 @@ void Model::forward(std::span<SequenceStep> steps) const {
     for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
     for (int64_t r = 0; r < n; ++r)
       cpu::rms_norm(&h[size_t(r * hidden)], layer.post_norm.data(), hidden, float(c.rms_norm_eps), &x[size_t(r * hidden)]);
+    bool predicted = false;
     if (layer.is_moe) {
-      moe(layer.moe, l, x.data(), n, delta.data());
+      predicted = moe(layer.moe, l, x.data(), h.data(), n, delta.data());
     } else {
       ffn_forward(layer.dense, x.data(), n, delta.data());
     }
     for (size_t i = 0; i < h.size(); ++i) h[i] += delta[i];
     // Next-layer prefetch (docs/STREAMING.md): layer l+1's gate on this layer's output predicts
     // the experts l+1 will route to, so a streaming source can read them during l+1's
-    // attention. Only computed when the source asks; it never changes the results. (Predicting
-    // earlier, from the stream after this layer's attention, would give the reads this layer's
-    // FFN too, but measured on ds3-layers: recall 65% -> 47%, over-fetch 47% -> 68%, slower.)
-    if (l + 1 < c.num_hidden_layers && weights_.layers[size_t(l + 1)].is_moe && expert_source_->wants_prefetch())
+    // attention — or earlier, from the outputs computed so far, when the drive went idle inside
+    // moe(). Only computed when the source asks; it never changes the results. (Predicting
+    // from the stream right after this layer's attention, before any expert, was measured on
+    // ds3-layers: recall 65% -> 47%, over-fetch 47% -> 68%, slower.)
+    if (!predicted && l + 1 < c.num_hidden_layers && weights_.layers[size_t(l + 1)].is_moe &&
+        expert_source_->wants_prefetch())
       expert_source_->prefetch(l + 1, predict_next_layer(weights_, l + 1, h.data(), n));
   }
 
@@ -260,7 +263,8 @@ void Model::attend_absorbed(const AttentionWeights& a, int64_t l, const Rows& ro
   });
 }
 
-void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens, float* out) const {
+bool Model::moe(const MoeWeights& moe, int64_t l, const float* x, const float* residual, int64_t tokens,
+                float* out) const {
   const ModelConfig& c = weights_.config;
   const int64_t hidden = c.hidden_size, experts = c.n_routed_experts, k = c.num_experts_per_tok;
 
@@ -294,19 +298,48 @@ void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens
                      &slot_out[size_t(filled * hidden)]});
     filled += int64_t(slots.size());
   }
+  // Row of slot s inside slot_out: tasks are laid out expert by expert.
+  std::vector<int64_t> row_of_slot(static_cast<size_t>(tokens * k)), task_of_slot(row_of_slot.size());
+  filled = 0;
+  for (int64_t e = 0, task = 0; e < experts; ++e) {
+    for (int64_t s : slots_of[size_t(e)]) {
+      row_of_slot[size_t(s)] = filled++;
+      task_of_slot[size_t(s)] = task;
+    }
+    task += slots_of[size_t(e)].empty() ? 0 : 1;
+  }
+
+  LayerWork work;
   // The shared expert runs while the source's reads are in flight.
-  expert_source_->run(l, tasks, [&] {
+  work.alongside = [&] {
     if (moe.shared) {
       ffn_forward(*moe.shared, x, tokens, out);
     } else {
       std::fill(out, out + tokens * hidden, 0.0f);
     }
-  });
-  // Row of slot s inside slot_out: tasks are laid out expert by expert.
-  std::vector<int64_t> row_of_slot(static_cast<size_t>(tokens * k));
-  filled = 0;
-  for (int64_t e = 0; e < experts; ++e)
-    for (int64_t s : slots_of[size_t(e)]) row_of_slot[size_t(s)] = filled++;
+  };
+  const int64_t next = l + 1;
+  bool predicted = false;
+  if (next < weights_.config.num_hidden_layers && weights_.layers[size_t(next)].is_moe &&
+      expert_source_->wants_prefetch()) {
+    // The stream as it will leave this layer, from the shared expert and the routed outputs
+    // written so far (any order: it only chooses reads).
+    work.drive_idle = [&](std::span<const uint8_t> done) {
+      std::vector<float> partial(residual, residual + tokens * hidden);
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* row = &partial[size_t(t * hidden)];
+        for (int64_t i = 0; i < hidden; ++i) row[i] += out[t * hidden + i];
+        for (int64_t r = 0; r < k; ++r) {
+          const int64_t s = t * k + r;
+          if (done[size_t(task_of_slot[size_t(s)])])
+            cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(row_of_slot[size_t(s)] * hidden)], row, hidden);
+        }
+      }
+      expert_source_->prefetch(next, predict_next_layer(weights_, next, partial.data(), tokens));
+      predicted = true;
+    };
+  }
+  expert_source_->run(l, tasks, work);
 
   for (int64_t t = 0; t < tokens; ++t) {
     std::vector<float> routed(size_t(hidden), 0.0f);
@@ -316,6 +349,7 @@ void Model::moe(const MoeWeights& moe, int64_t l, const float* x, int64_t tokens
     }
     for (int64_t i = 0; i < hidden; ++i) out[t * hidden + i] += routed[size_t(i)];
   }
+  return predicted;
 }
 
 }  // namespace hetmoe

@@ -59,7 +59,11 @@ class Model {
                     float* context) const;
   void attend_absorbed(const AttentionWeights& a, int64_t layer_index, const Rows& rows, const float* q,
                        float* context) const;
-  void moe(const MoeWeights& moe, int64_t layer_index, const float* x, int64_t tokens, float* out) const;
+  // Routed + shared experts of x (normed) into out. `residual` (the stream x was normed from)
+  // serves only the next layer's prediction when the source's drive goes idle before the
+  // layer is done; returns true when that prediction was made.
+  bool moe(const MoeWeights& moe, int64_t layer_index, const float* x, const float* residual, int64_t tokens,
+           float* out) const;
 
   ModelWeights weights_;
   Rope rope_;

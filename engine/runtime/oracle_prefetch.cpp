@@ -26,13 +26,13 @@ void OraclePrefetch::begin_step(int64_t rows) {
     if (const auto* experts = recorded(first_moe_layer_)) inner_.prefetch(first_moe_layer_, *experts);
 }
 
-void OraclePrefetch::run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) {
+void OraclePrefetch::run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) {
   if (!replaying_) {
     std::vector<int32_t>& experts = routing_[{step_, layer}];
     experts.clear();
     for (const ExpertTask& task : tasks) experts.push_back(task.expert);
   }
-  inner_.run(layer, tasks, alongside);
+  inner_.run(layer, tasks, work);
 }
 
 void OraclePrefetch::prefetch(int64_t layer, std::span<const int32_t> experts) {

@@ -27,7 +27,7 @@ class OraclePrefetch final : public ExpertSource {
   // Before each run: steps count from here. The first run records; later runs replay.
   void restart();
 
-  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) override;
   void prefetch(int64_t layer, std::span<const int32_t> experts) override;
   bool wants_prefetch() const override { return true; }
   void begin_step(int64_t rows) override;

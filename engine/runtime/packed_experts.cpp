@@ -57,8 +57,8 @@ PackedExperts::PackedExperts(const ModelWeights& weights, PackedExpertsOptions o
   for (const auto& record : records_) bytes_ += record.size();
 }
 
-void PackedExperts::run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) {
-  if (alongside) alongside();
+void PackedExperts::run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) {
+  if (work.alongside) work.alongside();
   const auto& experts = experts_[size_t(layer)];
   check(!experts.empty(), "layer " + std::to_string(layer) + " has no routed experts");
   tasks_.clear();

@@ -29,7 +29,7 @@ class PackedExperts final : public ExpertSource {
  public:
   // Throws hetmoe::Error when a weight cannot be packed (NaN FP8 code, odd block size).
   PackedExperts(const ModelWeights& weights, PackedExpertsOptions options = {});
-  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) override;
 
   cpu::PackedFormat format() const { return options_.format; }
   uint64_t bytes() const { return bytes_; }  // packed expert weights held in DRAM

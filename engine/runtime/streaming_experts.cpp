@@ -291,8 +291,7 @@ void StreamingExperts::compute(int64_t layer, std::span<const ExpertTask> tasks,
   runner_.run(batch_tasks_);
 }
 
-void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
-                           const std::function<void()>& alongside) {
+void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) {
   const auto start = Clock::now();
   cache_->policy().on_layer(layer);
 
@@ -318,6 +317,9 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
     }
     return true;
   });
+  // Nothing speculative left in flight: every read from here on is wanted, so all may be in
+  // the device at once.
+  if (prefetched_.empty()) storage_->set_depth_limit(storage_->queue_depth());
 
   try {
     std::deque<int64_t> ready;    // tasks whose expert is in DRAM
@@ -355,7 +357,9 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
       storage_->flush();
     };
     issue_missing();
-    if (alongside) alongside();  // the shared expert, while this layer's reads are in flight
+    if (work.alongside) work.alongside();  // the shared expert, while this layer's reads are in flight
+    std::vector<uint8_t> done(tasks.size(), 0);
+    bool told_idle = !work.drive_idle || !options_.early_prediction;
 
     size_t remaining = tasks.size();
     while (remaining > 0) {
@@ -363,6 +367,14 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
       while (io::ReadOp* op = storage_->wait(false)) {
         const int64_t task = complete(op);
         if (task >= 0) ready.push_back(task);
+      }
+      if (!told_idle && missing.empty() && storage_->in_flight() == 0) {
+        // Every read of this layer is in, experts are left to compute: the next layer's
+        // predicted reads can start now instead of after them.
+        told_idle = true;
+        ++stats_.early_predictions;
+        work.drive_idle(done);
+        continue;
       }
       if (!ready.empty()) {
         // Everything that is ready in one kernel call; one at a time while experts wait for a
@@ -377,6 +389,7 @@ void StreamingExperts::run(int64_t layer, std::span<const ExpertTask> tasks,
           Slot* slot = cache_->find({int32_t(layer), tasks[size_t(i)].expert});
           --slot->users;
           task_of_slot_[size_t(slot_index(slot))] = -1;
+          done[size_t(i)] = 1;
         }
         remaining -= batch.size();
         if (!missing.empty()) {
@@ -433,14 +446,17 @@ void StreamingExperts::prefetch(int64_t layer, std::span<const int32_t> experts)
   // Never let predictions take more than half the streaming slots: the rest stays a cache.
   const size_t limit =
       size_t(std::max<int64_t>(1, (cache_->slot_count() - int64_t(options_.hot.size())) / 2));
+  storage_->set_depth_limit(options_.speculative_depth);
+  bool room = true;  // a slot was free for the last prediction (the running layer holds its own)
   try {
     for (int32_t e : experts) {
       if (e < 0 || e >= weights_.config.n_routed_experts) continue;
       predicted_[size_t(layer)][size_t(e)] = 1;
       const ExpertKey key{int32_t(layer), e};
-      if (cache_->find(key) != nullptr || prefetched_.size() >= limit) continue;
+      if (!room || cache_->find(key) != nullptr || prefetched_.size() >= limit) continue;
       Slot* slot = cache_->acquire(key);
-      if (slot == nullptr) break;
+      room = slot != nullptr;
+      if (!room) continue;
       slot->prefetched = true;
       prefetched_.push_back(slot);
       ++stats_.prefetch_reads;

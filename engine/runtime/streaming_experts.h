@@ -60,6 +60,13 @@ struct StreamingOptions {
   std::vector<ExpertKey> hot;           // plan-hot experts: loaded at start, never evicted
   PrefetchMode prefetch = PrefetchMode::kAuto;  // ask Model for next-layer predictions
   bool cancel_mispredicted = true;      // withdraw queued reads of predictions the router rejects
+  // Reads let into the device while predicted records are being read (the rest stay queued,
+  // so a prediction the router rejects can still be withdrawn); once a layer's router has
+  // judged them, every read is wanted and the store's whole queue depth is used.
+  uint32_t speculative_depth = 64;
+  // Let Model predict the next layer as soon as this layer's last read is in (from the outputs
+  // computed so far) rather than after the layer: the drive does not wait for its last experts.
+  bool early_prediction = true;
   uint64_t read_block_bytes = 1 << 20;  // one record = reads of this size (the I/O block size)
   Verify verify = Verify::kFirstRead;
   cpu::ThreadOptions threads;  // the expert kernels' arena (packed formats)
@@ -78,6 +85,7 @@ struct StreamingStats {
   uint64_t prefetch_cancelled = 0;       // ... of those, whose queued reads were withdrawn
   uint64_t predicted_needed = 0;         // experts a layer needed that had been predicted for it
   uint64_t needed_after_prediction = 0;  // experts needed by layers that had a prediction
+  uint64_t early_predictions = 0;        // layers that let Model predict the next one while computing
   uint64_t steps = 0;                    // forward passes
   uint64_t prefetch_steps = 0;           // ... that asked for next-layer predictions
   double io_wait_seconds = 0;            // the CPU blocked waiting for a read
@@ -118,7 +126,7 @@ class StreamingExperts final : public ExpertSource {
                    StreamingOptions options = {});
   ~StreamingExperts() override;
 
-  void run(int64_t layer, std::span<const ExpertTask> tasks, const std::function<void()>& alongside) override;
+  void run(int64_t layer, std::span<const ExpertTask> tasks, const LayerWork& work) override;
   void prefetch(int64_t layer, std::span<const int32_t> experts) override;
   bool wants_prefetch() const override {
     return options_.prefetch == PrefetchMode::kOn || (options_.prefetch == PrefetchMode::kAuto && tuner_.enabled());
@@ -187,7 +195,9 @@ struct StreamingRequest {
   uint64_t dram_budget_bytes = 0;  // 0: 80% of MemAvailable at start-up
   RunShape shape;
   StreamingOptions options;
-  io::StorageOptions storage;
+  // 256 MiB of reads in the device keeps the drive busy while the CPU computes a batch of
+  // cached experts (64 drained in ~30 ms at 2 GB/s); predictions use options.speculative_depth.
+  io::StorageOptions storage{.queue_depth = 256};
 };
 
 // A streamed model's budget, reservations and source; attached to the model while it lives.

@@ -241,6 +241,47 @@ TEST(Storage, IoUringCancelWithdrawsOnlyQueuedReadsOfTheTag) {
   cancel_one_tag(*storage, file.content());
 }
 
+// A depth limit of 2 on an 8-slot device: of 8 reads of tag 1 only 2 enter the device, so 6
+// can be withdrawn; with the limit raised, 6 more reads all enter the device at once.
+void limit_the_depth(Storage& storage, const std::vector<uint8_t>& content) {
+  constexpr uint64_t kChunk = 4096;
+  ASSERT_EQ(storage.queue_depth(), 8u);
+  storage.set_depth_limit(0);
+  EXPECT_EQ(storage.depth_limit(), 1u);
+  storage.set_depth_limit(1000);
+  EXPECT_EQ(storage.depth_limit(), 8u);
+  storage.set_depth_limit(2);
+  AlignedBuffer buffer(14 * kChunk);
+  std::vector<ReadOp> ops(14);
+  for (size_t i = 0; i < ops.size(); ++i)
+    ops[i] = {.offset = i * kChunk, .length = kChunk, .buffer = buffer.data() + i * kChunk, .tag = i < 8 ? 1u : 2u};
+  for (size_t i = 0; i < 8; ++i) storage.submit(&ops[i]);
+  EXPECT_EQ(storage.cancel_queued(1), 6u);
+  storage.set_depth_limit(8);
+  for (size_t i = 8; i < 14; ++i) storage.submit(&ops[i]);
+  EXPECT_EQ(storage.cancel_queued(2), 0u);  // 2 + 6 reads fit the device
+  std::vector<int> returned(ops.size(), 0);
+  while (ReadOp* op = storage.wait(true)) {
+    EXPECT_EQ(op->error, 0) << describe_read_error(storage, *op);
+    const size_t i = size_t(op - ops.data());
+    ++returned[i];
+    EXPECT_EQ(0, std::memcmp(op->buffer, content.data() + op->offset, kChunk)) << i;
+  }
+  EXPECT_EQ(returned, (std::vector<int>{1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}));
+}
+
+TEST(FakeStorage, DepthLimitKeepsReadsWithdrawable) {
+  const auto bytes = random_bytes(14 * 4096);
+  FakeStorage storage("fake", bytes, {.device_slots = 8, .seed = 5});
+  limit_the_depth(storage, bytes);
+}
+
+TEST(Storage, IoUringDepthLimitKeepsReadsWithdrawable) {
+  TempFile file(14 * 4096);
+  auto storage = open_storage(file.path(), {.backend = StorageBackend::kUring, .queue_depth = 8, .quiet = true});
+  limit_the_depth(*storage, file.content());
+}
+
 TEST(Storage, LikelyCausesNameTheKnobs) {
   EXPECT_NE(likely_cause(EPERM, true).find("io_uring_disabled"), std::string::npos);
   EXPECT_NE(likely_cause(EPERM, true).find("seccomp"), std::string::npos);

@@ -237,6 +237,51 @@ TEST(Streaming, CancelledMispredictionsGiveTheSameLogitsWithFewerBytes) {
   EXPECT_LT(stats[1].bytes_read, stats[0].bytes_read);
 }
 
+TEST(Streaming, SpeculativeDepthKeepsOnlyPredictionsWithdrawable) {
+  // A 32-read device: with speculative_depth 32 a prediction's reads are all in the device
+  // before its layer's router runs; with 2, most still wait in the queue and are withdrawn.
+  // Once a layer's router has run, its reads get the whole depth again.
+  Model model(load_model_weights(fixture().model_dir));
+  const int64_t slots = std::max<int64_t>(2, total_experts(model.config()) / 4);
+  uint64_t cancelled[2] = {};
+  for (const uint32_t depth : {32u, 2u}) {
+    MemoryBudget budget(0);
+    StreamingExperts source(
+        model.weights(), io::FakeStorage::from_file(fixture().store, {.device_slots = 32, .seed = 5}), budget,
+        {.cache_slots = slots, .prefetch = PrefetchMode::kOn, .speculative_depth = depth, .read_block_bytes = 4096});
+    model.set_expert_source(&source);
+    expect_bitwise_equal(run_logits(model), resident_logits());
+    EXPECT_EQ(source.storage().depth_limit(), 32u);
+    EXPECT_GT(source.stats().prefetch_wasted, 0u);
+    cancelled[depth == 2] = source.stats().prefetch_cancelled;
+  }
+  EXPECT_GT(cancelled[1], cancelled[0]);
+}
+
+TEST(Streaming, NextLayerIsPredictedWhenTheDriveGoesIdleMidLayer) {
+  // Once a layer's last read is in, Model predicts the next layer from the outputs computed so
+  // far (LayerWork::drive_idle) instead of after the layer; never with prefetch off. The
+  // logits stay bitwise those of the resident model either way.
+  Model model(load_model_weights(fixture().model_dir));
+  const int64_t slots = std::max<int64_t>(2, total_experts(model.config()) / 3);
+  for (const PrefetchMode mode : {PrefetchMode::kOn, PrefetchMode::kOff}) {
+    MemoryBudget budget(0);
+    StreamingExperts source(model.weights(), io::FakeStorage::from_file(fixture().store, {.seed = 9}), budget,
+                            {.cache_slots = slots, .prefetch = mode, .read_block_bytes = 8192});
+    model.set_expert_source(&source);
+    expect_bitwise_equal(run_logits(model), resident_logits());
+    const StreamingStats& stats = source.stats();
+    if (mode == PrefetchMode::kOn) {
+      EXPECT_GT(stats.early_predictions, 0u);
+      EXPECT_GT(stats.prefetch_reads, 0u);
+    } else {
+      EXPECT_EQ(stats.early_predictions, 0u);
+      EXPECT_EQ(stats.prefetch_reads, 0u);
+    }
+    model.set_expert_source(nullptr);
+  }
+}
+
 TEST(Streaming, HotExpertsFromAListOrAPlanFile) {
   const ModelConfig config = preset_model_config("tiny");  // layers 1, 2 are MoE
   const fs::path list = fixture().root / "hot.json", plan = fixture().root / "plan.json",

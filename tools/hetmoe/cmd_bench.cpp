@@ -44,7 +44,8 @@ struct BenchFlags {
   int reps = 3;
   std::string output = "md";
   std::string io = "auto";
-  uint32_t queue_depth = 64;
+  uint32_t queue_depth = 256;  // StreamingRequest's default
+  uint32_t speculative_depth = 64;
   std::string block = "1MiB";
   std::string hot_file;
   std::string format = "fp8";
@@ -52,6 +53,7 @@ struct BenchFlags {
   bool no_warmup = false;
   bool policy_sweep = false;
   bool keep_mispredicted = false;
+  bool late_prediction = false;
   bool repeat_tokens = false;  // every run (warm-up, repetitions) feeds the same tokens
   uint64_t seed = 1;
   std::string text_file;  // tokens from this text instead of random ones (real routing)
@@ -384,6 +386,8 @@ void run_bench(const BenchFlags& flags) {
                                                  .hot = hot,
                                                  .prefetch = prefetch.mode,
                                                  .cancel_mispredicted = !flags.keep_mispredicted,
+                                                 .speculative_depth = flags.speculative_depth,
+                                                 .early_prediction = !flags.late_prediction,
                                                  .read_block_bytes = *block,
                                                  .verify = verify,
                                                  .threads = {.threads = int(threads)}},
@@ -448,6 +452,7 @@ void run_bench(const BenchFlags& flags) {
                 total.steps += s.steps;
                 total.drive_busy_seconds += s.drive_busy_seconds;
                 total.prefetch_steps += s.prefetch_steps;
+                total.early_predictions += s.early_predictions;
               }
             }
             recorder.enabled = false;
@@ -485,6 +490,7 @@ void run_bench(const BenchFlags& flags) {
                 {"prefetch_recall", total.prefetch_recall()},
                 {"prefetch_overfetch", total.prefetch_overfetch()},
                 {"prefetch_cancelled", total.prefetch_cancelled},
+                {"early_predictions", total.early_predictions},
                 {"io_wait_share", seconds_total > 0 ? total.io_wait_seconds / seconds_total : 0.0},
                 {"drive_busy_share", seconds_total > 0 ? total.drive_busy_seconds / seconds_total : 0.0},
                 {"drive_busy_bytes_per_second",
@@ -587,8 +593,14 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--keep-mispredicted", f->keep_mispredicted,
                 "With --store: let reads of prefetched experts their layer does not use run to the end "
                 "(default: withdraw the ones still queued)");
+  cmd->add_flag("--late-prediction", f->late_prediction,
+                "With --store: predict the next layer only after a layer is done (default: as soon as "
+                "its last read is in, from the outputs computed so far)");
   cmd->add_option("--io", f->io, "Storage backend: auto (io_uring, pread fallback), uring, pread");
-  cmd->add_option("--queue-depth", f->queue_depth, "Reads in flight (default 64)");
+  cmd->add_option("--queue-depth", f->queue_depth, "Reads in the device at once (default 256)");
+  cmd->add_option("--speculative-depth", f->speculative_depth,
+                  "With --store: reads in the device while predicted records are read, so a rejected "
+                  "prediction's queued reads can be withdrawn (default 64; = --queue-depth: no limit)");
   cmd->add_option("--block-size", f->block, "Read size (default 1MiB)");
   cmd->add_option("--cache-slots", f->cache_slots,
                   "With --store: at most this many cache slots (default: all the budget allows)");

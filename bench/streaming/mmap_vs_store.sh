@@ -9,10 +9,15 @@
 # and -r measured tg runs. The mmap run may use all free RAM as page cache; the store run only its
 # budget. Reports tokens/s and the storage bytes the process read per token (/proc/self/io).
 #
+# --memory-limit 4.6GiB runs both benches in a memory cgroup of that size (v2 memory.max or v1
+# memory.limit_in_bytes; needs write access to /sys/fs/cgroup), which counts the page cache: the
+# mmap run then really has less memory than the model, as on a machine whose RAM it exceeds,
+# instead of all the host's free RAM.
+#
 # Usage: bench/streaming/mmap_vs_store.sh --model DIR --store STORE [--budget 8GiB] [--binary PATH]
-#                                         [-n 12] [-r 2] [--rounds 2]
+#                                         [-n 12] [-r 2] [--rounds 2] [--memory-limit BYTES]
 set -euo pipefail
-BINARY=build/tools/hetmoe; MODEL=; STORE=; BUDGET=8GiB; N=12; R=2; ROUNDS=2
+BINARY=build/tools/hetmoe; MODEL=; STORE=; BUDGET=8GiB; N=12; R=2; ROUNDS=2; LIMIT=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --binary) BINARY=$2; shift 2 ;;
@@ -22,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     -n) N=$2; shift 2 ;;
     -r) R=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --memory-limit) LIMIT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -39,13 +45,31 @@ for top in sys.argv[1:]:
         os.close(fd)
 PY
 }
+CGROUP=
+if [[ -n "$LIMIT" ]]; then
+  bytes=${LIMIT%B}; bytes=$(numfmt --from=iec "${bytes%i}")
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    CGROUP=/sys/fs/cgroup/hetmoe-mmap-$$; mkdir "$CGROUP"; echo "$bytes" > "$CGROUP/memory.max"
+  else
+    CGROUP=/sys/fs/cgroup/memory/hetmoe-mmap-$$; mkdir "$CGROUP"; echo "$bytes" > "$CGROUP/memory.limit_in_bytes"
+  fi
+  trap 'rm -rf "$OUT"; rmdir "$CGROUP" 2>/dev/null || true' EXIT
+fi
+# Runs the command inside the cgroup (when there is one).
+limited() {
+  if [[ -n "$CGROUP" ]]; then
+    bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CGROUP" "$@"
+  else
+    "$@"
+  fi
+}
 for ((r = 1; r <= ROUNDS; r++)); do
-  echo "== round $r: mmap" >&2
+  echo "== round $r: mmap${LIMIT:+ (memory limit $LIMIT)}" >&2
   evict "$MODEL" "$STORE"
-  "$BINARY" bench -m "$MODEL" --format ref -p 0 -n "$N" -r "$R" -o json > "$OUT/mmap_$r.json"
+  limited "$BINARY" bench -m "$MODEL" --format ref -p 0 -n "$N" -r "$R" -o json > "$OUT/mmap_$r.json"
   echo "== round $r: store, budget $BUDGET" >&2
   evict "$MODEL" "$STORE"
-  "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" -o json > "$OUT/store_$r.json"
+  limited "$BINARY" bench -m "$MODEL" --store "$STORE" --dram-budget "$BUDGET" -p 0 -n "$N" -r "$R" -o json > "$OUT/store_$r.json"
 done
 python3 - "$OUT" "$ROUNDS" "$BUDGET" <<'PY'
 import json, sys

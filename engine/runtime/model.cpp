@@ -59,6 +59,11 @@ std::vector<int32_t> predict_next_layer(const ModelWeights& weights, int64_t nex
   return predicted;
 }
 
+// Whether Model predicts layer `next`'s experts for the source: a MoE layer, and the source asks.
+bool predicts(const ModelWeights& weights, const ExpertSource& source, int64_t next) {
+  return next < weights.config.num_hidden_layers && weights.layers[size_t(next)].is_moe && source.wants_prefetch();
+}
+
 }  // namespace
 
 Model::Model(ModelWeights weights) : weights_(std::move(weights)), rope_(weights_.config) {}
@@ -114,8 +119,7 @@ void Model::forward(std::span<SequenceStep> steps) const {
     // moe(). Only computed when the source asks; it never changes the results. (Predicting
     // from the stream right after this layer's attention, before any expert, was measured on
     // ds3-layers: recall 65% -> 47%, over-fetch 47% -> 68%, slower.)
-    if (!predicted && l + 1 < c.num_hidden_layers && weights_.layers[size_t(l + 1)].is_moe &&
-        expert_source_->wants_prefetch())
+    if (!predicted && predicts(weights_, *expert_source_, l + 1))
       expert_source_->prefetch(l + 1, predict_next_layer(weights_, l + 1, h.data(), n));
   }
 
@@ -318,22 +322,26 @@ bool Model::moe(const MoeWeights& moe, int64_t l, const float* x, const float* r
       std::fill(out, out + tokens * hidden, 0.0f);
     }
   };
+  // Adds token t's weighted routed outputs to `row`, in route order; only the tasks marked in
+  // `done` when it is given.
+  auto add_routed = [&](int64_t t, float* row, const uint8_t* done) {
+    for (int64_t r = 0; r < k; ++r) {
+      const int64_t s = t * k + r;
+      if (done == nullptr || done[size_t(task_of_slot[size_t(s)])])
+        cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(row_of_slot[size_t(s)] * hidden)], row, hidden);
+    }
+  };
   const int64_t next = l + 1;
   bool predicted = false;
-  if (next < weights_.config.num_hidden_layers && weights_.layers[size_t(next)].is_moe &&
-      expert_source_->wants_prefetch()) {
+  if (predicts(weights_, *expert_source_, next)) {
     // The stream as it will leave this layer, from the shared expert and the routed outputs
-    // written so far (any order: it only chooses reads).
+    // written so far (it only chooses reads).
     work.drive_idle = [&](std::span<const uint8_t> done) {
       std::vector<float> partial(residual, residual + tokens * hidden);
       for (int64_t t = 0; t < tokens; ++t) {
         float* row = &partial[size_t(t * hidden)];
         for (int64_t i = 0; i < hidden; ++i) row[i] += out[t * hidden + i];
-        for (int64_t r = 0; r < k; ++r) {
-          const int64_t s = t * k + r;
-          if (done[size_t(task_of_slot[size_t(s)])])
-            cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(row_of_slot[size_t(s)] * hidden)], row, hidden);
-        }
+        add_routed(t, row, done.data());
       }
       expert_source_->prefetch(next, predict_next_layer(weights_, next, partial.data(), tokens));
       predicted = true;
@@ -341,12 +349,10 @@ bool Model::moe(const MoeWeights& moe, int64_t l, const float* x, const float* r
   }
   expert_source_->run(l, tasks, work);
 
+  std::vector<float> routed(static_cast<size_t>(hidden));
   for (int64_t t = 0; t < tokens; ++t) {
-    std::vector<float> routed(size_t(hidden), 0.0f);
-    for (int64_t r = 0; r < k; ++r) {
-      const int64_t s = t * k + r;
-      cpu::axpy(routes[size_t(s)].weight, &slot_out[size_t(row_of_slot[size_t(s)] * hidden)], routed.data(), hidden);
-    }
+    std::fill(routed.begin(), routed.end(), 0.0f);
+    add_routed(t, routed.data(), nullptr);
     for (int64_t i = 0; i < hidden; ++i) out[t * hidden + i] += routed[size_t(i)];
   }
   return predicted;

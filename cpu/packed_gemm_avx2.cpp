@@ -4,11 +4,14 @@
 // NOTES:
 // - 8 lanes, so a 16-row panel is two vectors. FP8 decodes with the same fp16 trick as the
 //   AVX-512 path (vcvtph2ps exists with F16C).
-// - INT8/INT4 without VNNI: u8 weights zero-extended and s8 activations sign-extended to 16
-//   bits, vpmaddwd into int32 pairs per row, pairs added at the group end. The integer sum is
-//   exact, so it equals the vpdpbusd result.
-// - One kernel shape: P = 1 panel × up to 4 tokens with weights decoded in registers. Many
-//   tokens loop over 4-token chunks inside a block of 8 panels so the block stays in L2.
+// - INT8/INT4 without VNNI: vpmaddubsw (u8 × s8 pairs into s16, 32 products per instruction)
+//   then vpmaddwd by ones into one int32 per row. INT4's nibbles are u8 as stored; INT8 takes
+//   |q| and moves q's sign onto x (vpsignb). Neither can saturate (bounds at the kernels), so
+//   the integer sums are exact and equal the vpdpbusd result.
+// - Kernel shape: up to 4 tokens with weights decoded in registers; one-/two-token FP8 and
+//   BF16 take 2 panels at once (4 or 8 FMA chains instead of 2 or 4: the chains' order is
+//   fixed, so latency, not throughput, bounded a one-panel decode). Many tokens loop over
+//   4-token chunks inside a block of 8 panels so the block stays in L2.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -34,26 +37,17 @@ inline void decode_fp8_half(const uint8_t* codes, __m256 even[2], __m256 odd[2])
   odd[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(o, 1));
 }
 
-inline __m256i broadcast_quad16(const int8_t* q) {
-  // (x0, x1, x2, x3) as int16, repeated for 4 rows: the 4 bytes broadcast, then sign-extended
-  // (3 instructions; _mm256_set_epi16 of the 16 values compiled to ~20 inserts and shuffles).
+// Each 64-byte chunk prefetches the one 2 KiB ahead in its panel, as the AVX-512 decode does
+// (the hardware prefetchers alone leave a one-token decode well short of the read bandwidth).
+constexpr int64_t kPrefetchBytes = 2048;
+inline void prefetch(const uint8_t* chunk) {
+  _mm_prefetch(reinterpret_cast<const char*>(chunk + kPrefetchBytes), _MM_HINT_T0);
+}
+
+inline __m256i broadcast_quad(const int8_t* q) {
   int32_t quad;
   std::memcpy(&quad, q, sizeof quad);
-  return _mm256_cvtepi8_epi16(_mm_set1_epi32(quad));
-}
-
-// Adds Σ over 4 k of u8 weights (16 bytes: 4 rows × 4 k) times the quad to the row-pair
-// accumulator (8 int32: 2 per row).
-inline __m256i madd_quad(__m256i acc, __m128i weights, __m256i quad) {
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(weights), quad));
-}
-
-// 4 accumulators of row pairs (rows 0-3, 4-7, 8-11, 12-15) -> two vectors of 8 row sums.
-inline void reduce_pairs(const __m256i pairs[4], __m256i sums[2]) {
-  for (int h = 0; h < 2; ++h) {
-    const __m256i added = _mm256_hadd_epi32(pairs[2 * h], pairs[2 * h + 1]);
-    sums[h] = _mm256_permute4x64_epi64(added, 0xD8);
-  }
+  return _mm256_set1_epi32(quad);
 }
 
 inline void store_rows(float* y, __m256 value, int64_t valid) {
@@ -66,99 +60,178 @@ inline void store_rows(float* y, __m256 value, int64_t valid) {
   }
 }
 
-template <Format F, int M>
-void decode_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
+// Adds one group's integer row sums (two vectors of 8 rows) of token t, scaled, to its totals.
+inline void add_int_group(const __m256i sums[2], const float* sw, int32_t comp, float sx, __m256 total[2]) {
+  for (int h = 0; h < 2; ++h) {
+    const __m256 acc = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[h], _mm256_set1_epi32(comp)));
+    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(sw + 8 * h), _mm256_set1_ps(sx));
+    total[h] = _mm256_fmadd_ps(acc, scale, total[h]);
+  }
+}
+
+// FP8 / BF16: P panels side by side, so one token has 2·P independent FMA chains (the order
+// within a chain is fixed by the numerics; with P = 1 a one-token decode waits on FMA latency).
+template <Format F, int M, int P>
+void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
   const PackedLayout& l = args.w.layout;
   const ActivationView& a = args.a;
-  const uint8_t* panel = args.w.panel(p);
-  __m256 total[M][2];
-  for (int t = 0; t < M; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
+  __m256 total[P][M][2];
+  for (int pp = 0; pp < P; ++pp)
+    for (int t = 0; t < M; ++t) total[pp][t][0] = total[pp][t][1] = _mm256_setzero_ps();
   for (int64_t g = 0; g < l.groups; ++g) {
-    const uint8_t* w = panel + l.header_bytes + g * l.group_bytes;
-    if constexpr (F == Format::kFP8 || F == Format::kBF16) {
-      __m256 blk[M][2];
-      for (int t = 0; t < M; ++t) blk[t][0] = blk[t][1] = _mm256_setzero_ps();
-      const float* x[M];
-      for (int t = 0; t < M; ++t) x[t] = a.x + (t0 + t) * a.x_stride + g * kGroupCols;
-      if constexpr (F == Format::kFP8) {
-        for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+    __m256 blk[P][M][2];
+    for (int pp = 0; pp < P; ++pp)
+      for (int t = 0; t < M; ++t) blk[pp][t][0] = blk[pp][t][1] = _mm256_setzero_ps();
+    const float* x[M];
+    for (int t = 0; t < M; ++t) x[t] = a.x + (t0 + t) * a.x_stride + g * kGroupCols;
+    const uint8_t* w[P];
+    for (int pp = 0; pp < P; ++pp) w[pp] = args.w.panel(p0 + pp) + l.header_bytes + g * l.group_bytes;
+    if constexpr (F == Format::kFP8) {
+      for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
+        for (int pp = 0; pp < P; ++pp) {
+          prefetch(w[pp] + ch * 64);
           __m256 k0[2], k1[2], k2[2], k3[2];
-          decode_fp8_half(w + ch * 64, k0, k2);
-          decode_fp8_half(w + ch * 64 + 32, k1, k3);
+          decode_fp8_half(w[pp] + ch * 64, k0, k2);
+          decode_fp8_half(w[pp] + ch * 64 + 32, k1, k3);
           for (int t = 0; t < M; ++t) {
             const float* xk = x[t] + 4 * ch;
             for (int h = 0; h < 2; ++h) {
-              blk[t][h] = _mm256_fmadd_ps(k0[h], _mm256_set1_ps(xk[0]), blk[t][h]);
-              blk[t][h] = _mm256_fmadd_ps(k1[h], _mm256_set1_ps(xk[1]), blk[t][h]);
-              blk[t][h] = _mm256_fmadd_ps(k2[h], _mm256_set1_ps(xk[2]), blk[t][h]);
-              blk[t][h] = _mm256_fmadd_ps(k3[h], _mm256_set1_ps(xk[3]), blk[t][h]);
+              __m256& b = blk[pp][t][h];
+              b = _mm256_fmadd_ps(k0[h], _mm256_set1_ps(xk[0]), b);
+              b = _mm256_fmadd_ps(k1[h], _mm256_set1_ps(xk[1]), b);
+              b = _mm256_fmadd_ps(k2[h], _mm256_set1_ps(xk[2]), b);
+              b = _mm256_fmadd_ps(k3[h], _mm256_set1_ps(xk[3]), b);
             }
           }
         }
-        const __m256 scale = _mm256_set1_ps(reinterpret_cast<const float*>(panel)[g]);
+      for (int pp = 0; pp < P; ++pp) {
+        const __m256 scale = _mm256_set1_ps(reinterpret_cast<const float*>(args.w.panel(p0 + pp))[g]);
         for (int t = 0; t < M; ++t)
-          for (int h = 0; h < 2; ++h) total[t][h] = _mm256_fmadd_ps(blk[t][h], scale, total[t][h]);
-      } else {
-        for (int64_t ch = 0; ch < kGroupCols / 2; ++ch) {
+          for (int h = 0; h < 2; ++h) total[pp][t][h] = _mm256_fmadd_ps(blk[pp][t][h], scale, total[pp][t][h]);
+      }
+    } else {
+      for (int64_t ch = 0; ch < kGroupCols / 2; ++ch)
+        for (int pp = 0; pp < P; ++pp) {
+          prefetch(w[pp] + ch * 64);
           __m256 even[2], odd[2];
           for (int h = 0; h < 2; ++h) {
-            const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32 * h));
+            const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w[pp] + ch * 64 + 32 * h));
             even[h] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
             odd[h] = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int32_t(0xFFFF0000u))));
           }
           for (int t = 0; t < M; ++t) {
             const float* xk = x[t] + 2 * ch;
             for (int h = 0; h < 2; ++h) {
-              blk[t][h] = _mm256_fmadd_ps(even[h], _mm256_set1_ps(xk[0]), blk[t][h]);
-              blk[t][h] = _mm256_fmadd_ps(odd[h], _mm256_set1_ps(xk[1]), blk[t][h]);
+              __m256& b = blk[pp][t][h];
+              b = _mm256_fmadd_ps(even[h], _mm256_set1_ps(xk[0]), b);
+              b = _mm256_fmadd_ps(odd[h], _mm256_set1_ps(xk[1]), b);
             }
           }
         }
+      for (int pp = 0; pp < P; ++pp)
         for (int t = 0; t < M; ++t)
-          for (int h = 0; h < 2; ++h) total[t][h] = _mm256_add_ps(total[t][h], blk[t][h]);
+          for (int h = 0; h < 2; ++h) total[pp][t][h] = _mm256_add_ps(total[pp][t][h], blk[pp][t][h]);
+    }
+  }
+  for (int pp = 0; pp < P; ++pp) {
+    const int64_t p = p0 + pp;
+    const int64_t valid = std::min<int64_t>(kPanelRows, l.rows - p * kPanelRows);
+    for (int t = 0; t < M; ++t) {
+      float* y = args.y + (t0 + t) * args.y_stride + (p - args.panel_begin) * kPanelRows;
+      store_rows(y, total[pp][t][0], valid);
+      store_rows(y + 8, total[pp][t][1], valid - 8);
+    }
+  }
+}
+
+// INT8: the stored u8 is q + 128, so (u8 ^ 0x80) is q as s8. vpmaddubsw multiplies |q| (u8)
+// by x·sign(q) (s8) and adds adjacent pairs into s16: at most 2·128·127 = 32512, never
+// saturating, so each quad (4 k) of a row widens to one int32 with vpmaddwd by ones. The sum
+// is Σ q·x exactly, which is what comp + Σ u8·x is (comp = -128·Σx), so comp is not added.
+template <int M>
+void decode_int8_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
+  const PackedLayout& l = args.w.layout;
+  const ActivationView& a = args.a;
+  const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[M][2];
+  for (int t = 0; t < M; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < l.groups; ++g) {
+    const uint8_t* w = args.w.panel(p) + l.header_bytes + g * l.group_bytes;
+    const int8_t* q[M];
+    for (int t = 0; t < M; ++t) q[t] = a.q + (t0 + t) * a.q_stride + g * kGroupCols;
+    __m256i sums[M][2];
+    for (int t = 0; t < M; ++t) sums[t][0] = sums[t][1] = _mm256_setzero_si256();
+    for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+      prefetch(w + ch * 64);
+      __m256i sign[2], magnitude[2];
+      for (int h = 0; h < 2; ++h) {
+        sign[h] = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32 * h)), flip);
+        magnitude[h] = _mm256_abs_epi8(sign[h]);
       }
-    } else {
-      __m256i pairs[M][4];
-      for (int t = 0; t < M; ++t)
-        for (int i = 0; i < 4; ++i) pairs[t][i] = _mm256_setzero_si256();
-      const int8_t* q[M];
-      for (int t = 0; t < M; ++t) q[t] = a.q + (t0 + t) * a.q_stride + g * kGroupCols;
-      // One quad of u8 weights for 16 rows (64 bytes) against token t's quad.
-      const auto quad = [&](const __m256i lo_rows, const __m256i hi_rows, int64_t quad_index) {
-        for (int t = 0; t < M; ++t) {
-          const __m256i xq = broadcast_quad16(q[t] + 4 * quad_index);
-          pairs[t][0] = madd_quad(pairs[t][0], _mm256_castsi256_si128(lo_rows), xq);
-          pairs[t][1] = madd_quad(pairs[t][1], _mm256_extracti128_si256(lo_rows, 1), xq);
-          pairs[t][2] = madd_quad(pairs[t][2], _mm256_castsi256_si128(hi_rows), xq);
-          pairs[t][3] = madd_quad(pairs[t][3], _mm256_extracti128_si256(hi_rows, 1), xq);
-        }
-      };
-      if constexpr (F == Format::kINT8) {
-        for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
-          quad(_mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64)),
-               _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32)), ch);
-      } else {
-        const __m256i low4 = _mm256_set1_epi8(0x0F);
-        for (int64_t ch = 0; ch < kGroupCols / 8; ++ch) {
-          const __m256i v0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64));
-          const __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32));
-          quad(_mm256_and_si256(v0, low4), _mm256_and_si256(v1, low4), 2 * ch);
-          quad(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
-               _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), 2 * ch + 1);
-        }
-      }
-      const float* sw = reinterpret_cast<const float*>(w + l.group_bytes - 64);
       for (int t = 0; t < M; ++t) {
-        __m256i sums[2];
-        reduce_pairs(pairs[t], sums);
-        const __m256i comp = _mm256_set1_epi32(a.comp[(t0 + t) * a.groups + g]);
-        const __m256 sx = _mm256_set1_ps(a.scale[(t0 + t) * a.groups + g]);
+        const __m256i xq = broadcast_quad(q[t] + 4 * ch);
         for (int h = 0; h < 2; ++h) {
-          const __m256 acc = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[h], comp));
-          const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(sw + 8 * h), sx);
-          total[t][h] = _mm256_fmadd_ps(acc, scale, total[t][h]);
+          const __m256i pairs = _mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(xq, sign[h]));
+          sums[t][h] = _mm256_add_epi32(sums[t][h], _mm256_madd_epi16(pairs, ones));
         }
       }
+    }
+    const float* sw = reinterpret_cast<const float*>(w + l.group_bytes - 64);
+    for (int t = 0; t < M; ++t) add_int_group(sums[t], sw, 0, a.scale[(t0 + t) * a.groups + g], total[t]);
+  }
+  const int64_t valid = std::min<int64_t>(kPanelRows, l.rows - p * kPanelRows);
+  for (int t = 0; t < M; ++t) {
+    float* y = args.y + (t0 + t) * args.y_stride + (p - args.panel_begin) * kPanelRows;
+    store_rows(y, total[t][0], valid);
+    store_rows(y + 8, total[t][1], valid - 8);
+  }
+}
+
+// INT4: nibbles (q + 8 ≤ 15) are u8 already. vpmaddubsw of a quad gives s16 pairs of at most
+// 2·15·127 = 3810, so 8 quads (4 chunks) add up in s16 (≤ 30480) before one vpmaddwd by ones
+// widens them to a row's int32. Integer sums are exact: the same bits as every other path.
+template <int M>
+void decode_int4_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
+  constexpr int64_t kChunksPerWiden = 4;
+  const PackedLayout& l = args.w.layout;
+  const ActivationView& a = args.a;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[M][2];
+  for (int t = 0; t < M; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < l.groups; ++g) {
+    const uint8_t* w = args.w.panel(p) + l.header_bytes + g * l.group_bytes;
+    const int8_t* q[M];
+    for (int t = 0; t < M; ++t) q[t] = a.q + (t0 + t) * a.q_stride + g * kGroupCols;
+    __m256i sums[M][2];
+    for (int t = 0; t < M; ++t) sums[t][0] = sums[t][1] = _mm256_setzero_si256();
+    for (int64_t c0 = 0; c0 < kGroupCols / 8; c0 += kChunksPerWiden) {
+      __m256i narrow[M][2];
+      for (int t = 0; t < M; ++t) narrow[t][0] = narrow[t][1] = _mm256_setzero_si256();
+      for (int64_t ch = c0; ch < c0 + kChunksPerWiden; ++ch) {
+        prefetch(w + ch * 64);
+        __m256i lo[2], hi[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32 * h));
+          lo[h] = _mm256_and_si256(v, low4);
+          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        }
+        for (int t = 0; t < M; ++t) {
+          const __m256i xa = broadcast_quad(q[t] + 8 * ch);
+          const __m256i xb = broadcast_quad(q[t] + 8 * ch + 4);
+          for (int h = 0; h < 2; ++h)
+            narrow[t][h] = _mm256_add_epi16(
+                narrow[t][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], xa), _mm256_maddubs_epi16(hi[h], xb)));
+        }
+      }
+      for (int t = 0; t < M; ++t)
+        for (int h = 0; h < 2; ++h) sums[t][h] = _mm256_add_epi32(sums[t][h], _mm256_madd_epi16(narrow[t][h], ones));
+    }
+    const float* sw = reinterpret_cast<const float*>(w + l.group_bytes - 64);
+    for (int t = 0; t < M; ++t) {
+      const int64_t i = (t0 + t) * a.groups + g;
+      add_int_group(sums[t], sw, a.comp[i], a.scale[i], total[t]);
     }
   }
   const int64_t valid = std::min<int64_t>(kPanelRows, l.rows - p * kPanelRows);
@@ -169,25 +242,48 @@ void decode_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
   }
 }
 
+// Panels [p, end) of tokens t0 .. t0 + M - 1; returns the next panel to do.
+template <Format F, int M>
+int64_t decode_panels(const PackedGemmArgs& args, int64_t p, int64_t end, int64_t t0) {
+  if constexpr (F == Format::kINT8) {
+    decode_int8_panel<M>(args, p, t0);
+    return p + 1;
+  } else if constexpr (F == Format::kINT4) {
+    decode_int4_panel<M>(args, p, t0);
+    return p + 1;
+  } else if constexpr (M <= 2) {
+    if (p + 2 <= end) {
+      decode_float_panels<F, M, 2>(args, p, t0);
+      return p + 2;
+    }
+    decode_float_panels<F, M, 1>(args, p, t0);
+    return p + 1;
+  } else {
+    decode_float_panels<F, M, 1>(args, p, t0);
+    return p + 1;
+  }
+}
+
 template <Format F>
 void run(const PackedGemmArgs& args) {
   constexpr int64_t kPanelBlock = 8;  // 8 panels × 7168 k of FP8 ≈ 0.9 MB: stays in L2 across token chunks
   for (int64_t pb = args.panel_begin; pb < args.panel_end; pb += kPanelBlock)
     for (int64_t t0 = 0; t0 < args.tokens; t0 += 4) {
       const int64_t m = std::min<int64_t>(4, args.tokens - t0);
-      for (int64_t p = pb; p < std::min(args.panel_end, pb + kPanelBlock); ++p) {
+      const int64_t end = std::min(args.panel_end, pb + kPanelBlock);
+      for (int64_t p = pb; p < end;) {
         switch (m) {
           case 1:
-            decode_panel<F, 1>(args, p, t0);
+            p = decode_panels<F, 1>(args, p, end, t0);
             break;
           case 2:
-            decode_panel<F, 2>(args, p, t0);
+            p = decode_panels<F, 2>(args, p, end, t0);
             break;
           case 3:
-            decode_panel<F, 3>(args, p, t0);
+            p = decode_panels<F, 3>(args, p, end, t0);
             break;
           default:
-            decode_panel<F, 4>(args, p, t0);
+            p = decode_panels<F, 4>(args, p, end, t0);
             break;
         }
       }

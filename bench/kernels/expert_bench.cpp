@@ -10,7 +10,7 @@
 //       8 experts). ops_per_second = 2·MACs;
 //       frac_of_limit = that / the peak of the instruction the format's prefill kernel uses
 //       (fp32 FMA for fp8/bf16; for int8/int4 vpdpbusd, tdpbssd under the amx path, which
-//       also reports vnni_peak_multiple = ops / the vpdpbusd peak, or vpmaddwd under the avx2
+//       also reports vnni_peak_multiple = ops / the vpdpbusd peak, or vpmaddubsw under the avx2
 //       path), measured right before; on AVX2 every limit is measured with AVX2 instructions.
 //   frac_of_limit divides the mean rate by the limit's mean over its windows; frac_of_limit_best
 //   divides the fastest iteration by the fastest limit window (both the least disturbed on a
@@ -322,9 +322,9 @@ int main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "limits/threads:%d  read %.2f GB/s  fp32 FMA %.1f GFLOP/s  bf16 dot %.1f GFLOP/s  vnni %.1f GOP/s  "
-        "vpmaddwd %.1f GOP/s  amx int8 %.1f GOP/s\n",
+        "vpmaddubsw %.1f GOP/s  amx int8 %.1f GOP/s\n",
         n, l.read_bytes_per_second / 1e9, l.fma_flops / 1e9, l.bf16_dot_flops / 1e9, l.vnni_ops / 1e9,
-        l.maddwd_ops / 1e9, l.amx_int8_ops / 1e9);
+        l.maddubs_ops / 1e9, l.amx_int8_ops / 1e9);
     benchmark::AddCustomContext("limit_read_GBps_threads" + std::to_string(n),
                                 std::to_string(l.read_bytes_per_second / 1e9));
     benchmark::AddCustomContext("limit_fma_GFLOPs_threads" + std::to_string(n),
@@ -333,8 +333,8 @@ int main(int argc, char** argv) {
                                 std::to_string(l.bf16_dot_flops / 1e9));
     benchmark::AddCustomContext("limit_vnni_GOPs_threads" + std::to_string(n),
                                 std::to_string(l.vnni_ops / 1e9));
-    benchmark::AddCustomContext("limit_maddwd_GOPs_threads" + std::to_string(n),
-                                std::to_string(l.maddwd_ops / 1e9));
+    benchmark::AddCustomContext("limit_maddubs_GOPs_threads" + std::to_string(n),
+                                std::to_string(l.maddubs_ops / 1e9));
     benchmark::AddCustomContext("limit_amx_int8_GOPs_threads" + std::to_string(n),
                                 std::to_string(l.amx_int8_ops / 1e9));
   }

@@ -70,8 +70,8 @@ PeakLoop peak_loop(PeakKind kind) {
     case PeakKind::kVnni:
       if (avx512 && f.avx512_vnni) return {12.0 * 64 * 2, [](long r) { return uint64_t(vnni_chains_avx512(r) != 0); }};
       return {};
-    case PeakKind::kMaddwd:
-      if (avx2) return {12.0 * 16 * 2, [](long r) { return uint64_t(maddwd_chains_avx2(r) != 0); }};
+    case PeakKind::kMaddubs:
+      if (avx2) return {12.0 * 32 * 2, [](long r) { return uint64_t(maddubs_chains_avx2(r) != 0); }};
       return {};
     case PeakKind::kAmxInt8:
       if (cpu::isa_supported(cpu::Isa::kAmx))
@@ -124,8 +124,8 @@ double peak_of(const MachineLimits& limits, PeakKind kind) {
       return limits.bf16_dot_flops;
     case PeakKind::kVnni:
       return limits.vnni_ops;
-    case PeakKind::kMaddwd:
-      return limits.maddwd_ops;
+    case PeakKind::kMaddubs:
+      return limits.maddubs_ops;
     case PeakKind::kAmxInt8:
       return limits.amx_int8_ops;
   }
@@ -133,7 +133,7 @@ double peak_of(const MachineLimits& limits, PeakKind kind) {
 }
 
 PeakKind int_prefill_peak(cpu::Isa isa) {
-  return isa == cpu::Isa::kAmx ? PeakKind::kAmxInt8 : isa == cpu::Isa::kAvx2 ? PeakKind::kMaddwd : PeakKind::kVnni;
+  return isa == cpu::Isa::kAmx ? PeakKind::kAmxInt8 : isa == cpu::Isa::kAvx2 ? PeakKind::kMaddubs : PeakKind::kVnni;
 }
 
 Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
@@ -200,7 +200,7 @@ MachineLimits measure_limits(cpu::CpuThreads& threads, uint64_t read_buffer_byte
   limits.fma_flops = measure_peak(threads, PeakKind::kFma, 0.05, 10).best;
   limits.bf16_dot_flops = measure_peak(threads, PeakKind::kBf16Dot, 0.05, 10).best;
   limits.vnni_ops = measure_peak(threads, PeakKind::kVnni, 0.05, 10).best;
-  limits.maddwd_ops = measure_peak(threads, PeakKind::kMaddwd, 0.05, 10).best;
+  limits.maddubs_ops = measure_peak(threads, PeakKind::kMaddubs, 0.05, 10).best;
   limits.amx_int8_ops = measure_peak(threads, PeakKind::kAmxInt8, 0.05, 10).best;
 
   // Slices of 64 MiB, first touched by the thread that will read them.

@@ -17,12 +17,12 @@ struct MachineLimits {
                                      // AVX-512, ymm (2 x 8) on AVX2
   double bf16_dot_flops = 0;         // vdpbf16ps zmm: 2 flops x 32 pairs (0: CPU lacks AVX512_BF16)
   double vnni_ops = 0;               // vpdpbusd zmm: 2 ops x 64 byte products (0: no AVX512_VNNI)
-  double maddwd_ops = 0;             // vpmaddwd ymm: 2 ops x 16 int16 products, the AVX2 INT8/INT4
+  double maddubs_ops = 0;            // vpmaddubsw ymm: 2 ops x 32 byte products, the AVX2 INT8/INT4
                                      // kernels' multiply (0: no AVX2)
   double amx_int8_ops = 0;           // tdpbssd: 2 ops x 16 x 16 x 64 (0: no usable AMX-INT8)
 };
 
-enum class PeakKind { kFma, kBf16Dot, kVnni, kMaddwd, kAmxInt8 };
+enum class PeakKind { kFma, kBf16Dot, kVnni, kMaddubs, kAmxInt8 };
 // The limit of `kind` in `limits`.
 double peak_of(const MachineLimits& limits, PeakKind kind);
 
@@ -50,7 +50,7 @@ Rate measure_peak(cpu::CpuThreads& threads, PeakKind kind, double window_seconds
 // `windows` windows of ~1 ms, which a busy shared machine disturbs least.
 double measure_peak_thread_cpu(PeakKind kind, int windows);
 double thread_cpu_seconds();
-// The peak the INT8/INT4 prefill kernel of `isa` is held to: AMX-INT8 under Isa::kAmx, vpmaddwd
+// The peak the INT8/INT4 prefill kernel of `isa` is held to: AMX-INT8 under Isa::kAmx, vpmaddubsw
 // under Isa::kAvx2, else VNNI.
 PeakKind int_prefill_peak(cpu::Isa isa);
 
@@ -62,7 +62,7 @@ float bf16_chains_avx512(long repeats);
 int vnni_chains_avx512(long repeats);
 uint64_t read_sum_avx512(const uint8_t* data, uint64_t bytes);
 float fma_chains_avx2(long repeats);
-int maddwd_chains_avx2(long repeats);
+int maddubs_chains_avx2(long repeats);
 uint64_t read_sum_avx2(const uint8_t* data, uint64_t bytes);
 int amx_int8_chains(long repeats);
 

@@ -31,18 +31,19 @@ float fma_chains_avx2(long repeats) {
   return sum;
 }
 
-// vpmaddwd (16 int16 products summed in pairs) with the vpaddd that accumulates it, as the AVX2
-// INT8/INT4 kernels use them (cpu/packed_gemm_avx2.cpp).
-int maddwd_chains_avx2(long repeats) {
+// vpmaddubsw (32 u8 × s8 products summed in pairs into s16) with the vpaddw that accumulates
+// it, as the AVX2 INT8/INT4 kernels use them (cpu/packed_gemm_avx2.cpp; their vpmaddwd widening
+// runs once per 1–8 of these and is not counted as work).
+int maddubs_chains_avx2(long repeats) {
   __m256i acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_setzero_si256();
-  __m256i a = _mm256_set1_epi16(3);
-  const __m256i b = _mm256_set1_epi16(-2);
+  __m256i a = _mm256_set1_epi8(3);
+  const __m256i b = _mm256_set1_epi8(-2);
   for (long n = 0; n < repeats; ++n) {
     asm volatile("" : "+x"(a));  // a "changes": the products cannot be hoisted out of the loop
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a, b));
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_add_epi16(acc[i], _mm256_maddubs_epi16(a, b));
   }
-  alignas(32) int lanes[8];
+  alignas(32) int16_t lanes[16];
   int sum = 0;
   for (int i = 0; i < 12; ++i) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i]);

@@ -171,6 +171,34 @@ TEST_P(PackedGemmPaths, BatchAndPanelSplitInvariant) {
   ASSERT_EQ(0, std::memcmp(split.data(), all.data(), all.size() * sizeof(float)));
 }
 
+// Every product at the format's largest magnitude and of one sign along a row: the integer
+// kernels' narrow (16-bit) partial sums are at their bound here (AVX2 vpmaddubsw: INT8 pairs of
+// 128·127, INT4 eight quads of 2·15·127), so a kernel that saturated or wrapped would be off by
+// thousands of units. The exact answer is ±cols (weights ±1, x ±1).
+TEST_P(PackedGemmPaths, LargestProductsStayExact) {
+  const auto [isa, format] = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  const int64_t rows = 48, cols = 2 * kGroupCols + 40, tokens = 4;
+  std::vector<float> w(size_t(rows * cols)), x(size_t(tokens * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < cols; ++k) w[size_t(r * cols + k)] = (r % 2 ? -1.0f : 1.0f) * (r % 3 == 2 && k % 5 == 0 ? -1.0f : 1.0f);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t k = 0; k < cols; ++k) x[size_t(t * cols + k)] = t % 2 ? -1.0f : 1.0f;
+  const WeightMatrix source{.format = WeightFormat::kF32, .data = w.data(), .rows = rows, .cols = cols};
+  const Packed packed(source, format);
+  const std::vector<float> y = run_gemm(packed.matrix, x, tokens, isa);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double exact = 0;
+      for (int64_t k = 0; k < cols; ++k) exact += double(w[size_t(r * cols + k)]) * x[size_t(t * cols + k)];
+      ASSERT_NEAR(y[size_t(t * rows + r)], exact, 1e-5 * double(cols)) << "t=" << t << " r=" << r;
+    }
+  if (isa != Isa::kScalar) {
+    const std::vector<float> scalar = run_gemm(packed.matrix, x, tokens, Isa::kScalar);
+    ASSERT_EQ(0, std::memcmp(y.data(), scalar.data(), y.size() * sizeof(float))) << "differs from scalar";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllPaths, PackedGemmPaths,
                          ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx),
                                             ::testing::ValuesIn(kFormats)),

@@ -56,6 +56,14 @@ void packed_gemm(const PackedGemmArgs& args, Isa isa);
 int64_t padded_tokens(int64_t tokens);
 
 namespace kernels {
+// 64-byte aligned storage for `count` elements inside a scratch vector (GemmScratch's fields).
+template <class T>
+T* aligned_span(std::vector<T>& v, size_t count) {
+  v.resize(count + 64 / sizeof(T));
+  auto address = reinterpret_cast<uintptr_t>(v.data());
+  return reinterpret_cast<T*>((address + 63) & ~uintptr_t(63));
+}
+
 void packed_gemm_scalar(const PackedGemmArgs& args);
 void packed_gemm_avx2(const PackedGemmArgs& args);
 void packed_gemm_avx512(const PackedGemmArgs& args);

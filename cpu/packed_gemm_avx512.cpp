@@ -264,14 +264,6 @@ void int_tile_gemm(const uint8_t* const* w, int64_t stride, const ActivationView
   }
 }
 
-// 64-byte aligned storage inside a scratch vector.
-template <class T>
-T* aligned_span(std::vector<T>& v, size_t count) {
-  v.resize(count + 64 / sizeof(T));
-  auto address = reinterpret_cast<uintptr_t>(v.data());
-  return reinterpret_cast<T*>((address + 63) & ~uintptr_t(63));
-}
-
 // Up to 8 panel pairs share each group's pass over the activations: the group's x slice (all
 // tokens × 128 k, 64 KB of f32 at 128 tokens) is read from L3 once per 8 pairs instead of once
 // per pair (at 128 tokens x is 3.6 MB, more than L2, and re-reading it per pair made the FP8

@@ -83,6 +83,22 @@ TEST_F(CliInference, LogitsWritesNpy) {
             std::string::npos);
 }
 
+// Logits with the routed experts streamed from a store are the resident logits bit for bit, and the run says what it streamed, as run and perplexity do.
+TEST_F(CliInference, LogitsFromAStoreMatchResidentAndReportTheStream) {
+  // logits runs the checkpoint's own weights (no --format), so the store keeps them as shipped.
+  const std::string store = (root_ / "tiny-ref.hmx").string();
+  ASSERT_EQ(run({"pack", "-m", kModel, "-o", store, "--format", "ref"}).exit_code, 0);
+  const fs::path resident = root_ / "resident.npy", streamed = root_ / "streamed.npy";
+  ASSERT_EQ(run({"logits", "-m", kModel, "--ids", "0,17,42,5,9", "-o", resident.string()}).exit_code, 0);
+  const CliResult r = run({"logits", "-m", kModel, "--ids", "0,17,42,5,9", "-o", streamed.string(), "--store", store});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("hetmoe: streamed "), std::string::npos) << r.err;
+  std::ifstream a(resident, std::ios::binary), b(streamed, std::ios::binary);
+  const std::string bytes_a{std::istreambuf_iterator<char>(a), {}}, bytes_b{std::istreambuf_iterator<char>(b), {}};
+  EXPECT_EQ(bytes_a.size(), 128 + 5 * 3000 * 4u);
+  EXPECT_TRUE(bytes_a == bytes_b) << "streamed logits differ from resident ones";
+}
+
 TEST_F(CliInference, ClearErrorsOnBadInput) {
   // Missing tokenizer: a random checkpoint has none.
   const fs::path random = root_ / "random";

@@ -35,6 +35,7 @@ void run_logits(const LogitsOptions& options) {
   write_npy(options.output, logits, {int64_t(ids.size()), model.config().vocab_size});
   std::fprintf(stderr, "hetmoe: wrote logits [%zu, %lld] to %s\n", ids.size(),
                static_cast<long long>(model.config().vocab_size), options.output.c_str());
+  if (streaming) std::fprintf(stderr, "hetmoe: %s\n", streaming->summary().c_str());
 }
 
 }  // namespace
@@ -49,7 +50,9 @@ void register_logits(CLI::App& app) {
   cmd->add_option("-t,--threads", options->threads, "Worker threads (0: all cores)");
   cmd->add_option("--attention", options->attention, "MLA form: absorbed (default) or naive")
       ->check(CLI::IsMember({"absorbed", "naive"}));
-  cmd->add_option("--store", options->store, "Stream routed experts from this packed store (hetmoe pack)");
+  cmd->add_option("--store", options->store,
+                  "Stream routed experts from this packed store (hetmoe pack); its format picks the expert kernels "
+                  "(pack --format ref: the checkpoint's weights, the same logits as without --store)");
   cmd->add_option("--dram-budget", options->dram_budget, "With --store: DRAM hetmoe may use, e.g. 16GiB");
   cmd->callback([options] { run_logits(*options); });
 }

@@ -332,9 +332,12 @@ void prefill_float(const PackedGemmArgs& args) {
         const uint8_t* panel = args.w.panel(pb + i);
         decode_tile<F>(panel + l.header_bytes + g * l.group_bytes, tile);
         const float scale = F == Format::kFP8 ? reinterpret_cast<const float*>(panel)[g] : 1.0f;
-        for (int64_t t0 = 0; t0 < args.tokens; t0 += kPrefillTokens) {
+        // Blocks of near-equal size (8 tokens: 4 + 4, not 6 + 2), so no block is left with too
+        // few chains to hide the FMA latency.
+        const int64_t blocks = (args.tokens + kPrefillTokens - 1) / kPrefillTokens;
+        for (int64_t b = 0, t0 = 0; b < blocks; ++b) {
+          const int64_t m = (args.tokens - t0) / (blocks - b);
           const float* x[kPrefillTokens];
-          const int64_t m = std::min<int64_t>(kPrefillTokens, args.tokens - t0);
           for (int64_t t = 0; t < m; ++t) x[t] = a.x + (t0 + t) * a.x_stride + g * kGroupCols;
           float* out = totals + t0 * stride + i * kPanelRows;
           switch (m) {
@@ -345,6 +348,7 @@ void prefill_float(const PackedGemmArgs& args) {
             case 5: tile_tokens<F, 5>(tile, x, scale, out, stride); break;
             default: tile_tokens<F, 6>(tile, x, scale, out, stride); break;
           }
+          t0 += m;
         }
       }
     const int64_t rows = std::min(panels * kPanelRows, l.rows - pb * kPanelRows);

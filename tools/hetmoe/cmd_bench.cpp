@@ -99,6 +99,12 @@ std::vector<PrefetchChoice> prefetch_choices(const std::vector<std::string>& val
 }
 
 // "on", "off", "oracle…", or for auto the share of steps it ran with prefetch: "auto (75% on)".
+std::string fmt_percent(double share) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", 100 * share);
+  return text;
+}
+
 std::string prefetch_label(const PrefetchChoice& choice, const StreamingStats& stats) {
   if (choice.oracle || choice.mode != PrefetchMode::kAuto) return choice.name;
   return "auto (" + std::to_string(int(std::lround(100 * stats.prefetch_step_share()))) + "% on)";
@@ -503,18 +509,23 @@ void run_bench(const BenchFlags& flags) {
                   "hit %% | recall %% | over-fetch %% | I/O wait %% |\n"
                   "|---|---:|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
             if (flags.output == "md") {
+              // A prompt predicts the union of its tokens' experts (a whole small layer), so its
+              // recall and over-fetch say nothing about the predictor: shown for generation only.
+              const auto percent = [&](double share) {
+                return size > 0 || !session ? std::string("-") : fmt_percent(share);
+              };
               std::printf(
-                  "| %s | %.2f GiB | %s | %s | %lld | %s | %s | %lld | %s | %.2f ± %.2f | %.1f | %.1f | %.1f "
+                  "| %s | %.2f GiB | %s | %s | %lld | %s | %s | %lld | %s | %.2f ± %.2f | %.1f | %.1f | %s "
                   "| "
-                  "%.1f | %.1f |\n",
+                  "%s | %.1f |\n",
                   model_name.c_str(), size_gib, row["backend"].get<std::string>().c_str(),
                   session ? format_bytes(session->budget().limit_bytes()).c_str() : "-",
                   static_cast<long long>(row["cache_slots"].get<int64_t>()),
                   session ? std::string(cache_policy_name(policy)).c_str() : "-",
                   session ? prefetch_label(prefetch, total).c_str() : "-", static_cast<long long>(threads), name.c_str(),
                   mean(tps), stddev(tps), row["nvme_bytes_per_token"].get<double>() / 1e6,
-                  100 * total.cache_hit_rate(), 100 * total.prefetch_recall(),
-                  100 * total.prefetch_overfetch(), 100 * row["io_wait_share"].get<double>());
+                  100 * total.cache_hit_rate(), percent(total.prefetch_recall()).c_str(),
+                  percent(total.prefetch_overfetch()).c_str(), 100 * row["io_wait_share"].get<double>());
               std::fflush(stdout);
             }
           }

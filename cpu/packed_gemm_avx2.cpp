@@ -10,8 +10,11 @@
 //   the integer sums are exact and equal the vpdpbusd result.
 // - Kernel shape: up to 4 tokens with weights decoded in registers; one-/two-token FP8 and
 //   BF16 take 2 panels at once (4 or 8 FMA chains instead of 2 or 4: the chains' order is
-//   fixed, so latency, not throughput, bounded a one-panel decode). Many tokens loop over
-//   4-token chunks inside a block of 8 panels so the block stays in L2.
+//   fixed, so latency, not throughput, bounded a one-panel decode); FP8 then decodes 8 rows at
+//   a time so the chains keep their registers.
+// - Prefill (≥ 8 tokens): FP8/BF16 decode each panel group once into an L1 tile and run 6-token
+//   register blocks over it; INT8/INT4 loop over 4-token chunks of the decode kernel inside a
+//   block of 8 panels so the block stays in L2.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,6 +38,23 @@ inline void decode_fp8_half(const uint8_t* codes, __m256 even[2], __m256 odd[2])
   even[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(e, 1));
   odd[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(o));
   odd[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(o, 1));
+}
+
+// The same for 8 rows (16 bytes, 8 words) with 128-bit integer ops: the one-/two-token decode
+// keeps only 4 decoded vectors live, so its FMA chains stay in registers.
+inline void decode_fp8_rows8(const uint8_t* codes, __m256& even, __m256& odd) {
+  const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(codes));
+  const __m128i keep = _mm_set1_epi16(int16_t(0xBF80));
+  even = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(v, 8), 1), keep));
+  odd = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(v, 1), keep));
+}
+
+// Four weights of a row (k .. k + 3, in order) times x[0..3] into one FMA chain.
+inline __m256 fma4(__m256 b, const float* x, __m256 k0, __m256 k1, __m256 k2, __m256 k3) {
+  b = _mm256_fmadd_ps(k0, _mm256_set1_ps(x[0]), b);
+  b = _mm256_fmadd_ps(k1, _mm256_set1_ps(x[1]), b);
+  b = _mm256_fmadd_ps(k2, _mm256_set1_ps(x[2]), b);
+  return _mm256_fmadd_ps(k3, _mm256_set1_ps(x[3]), b);
 }
 
 // Each 64-byte chunk prefetches the one 2 KiB ahead in its panel, as the AVX-512 decode does
@@ -75,9 +95,8 @@ template <Format F, int M, int P>
 void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
   const PackedLayout& l = args.w.layout;
   const ActivationView& a = args.a;
-  __m256 total[P][M][2];
-  for (int pp = 0; pp < P; ++pp)
-    for (int t = 0; t < M; ++t) total[pp][t][0] = total[pp][t][1] = _mm256_setzero_ps();
+  // Totals change once per group: kept in memory so the FMA chains get the registers.
+  alignas(32) float total[P][M][kPanelRows] = {};
   for (int64_t g = 0; g < l.groups; ++g) {
     __m256 blk[P][M][2];
     for (int pp = 0; pp < P; ++pp)
@@ -90,24 +109,28 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
       for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
         for (int pp = 0; pp < P; ++pp) {
           prefetch(w[pp] + ch * 64);
-          __m256 k0[2], k1[2], k2[2], k3[2];
-          decode_fp8_half(w[pp] + ch * 64, k0, k2);
-          decode_fp8_half(w[pp] + ch * 64 + 32, k1, k3);
-          for (int t = 0; t < M; ++t) {
-            const float* xk = x[t] + 4 * ch;
+          if constexpr (M <= 2) {  // 8 rows at a time: few registers, chains stay in them
             for (int h = 0; h < 2; ++h) {
-              __m256& b = blk[pp][t][h];
-              b = _mm256_fmadd_ps(k0[h], _mm256_set1_ps(xk[0]), b);
-              b = _mm256_fmadd_ps(k1[h], _mm256_set1_ps(xk[1]), b);
-              b = _mm256_fmadd_ps(k2[h], _mm256_set1_ps(xk[2]), b);
-              b = _mm256_fmadd_ps(k3[h], _mm256_set1_ps(xk[3]), b);
+              __m256 k0, k1, k2, k3;
+              decode_fp8_rows8(w[pp] + ch * 64 + 16 * h, k0, k2);
+              decode_fp8_rows8(w[pp] + ch * 64 + 32 + 16 * h, k1, k3);
+              for (int t = 0; t < M; ++t) blk[pp][t][h] = fma4(blk[pp][t][h], x[t] + 4 * ch, k0, k1, k2, k3);
             }
+          } else {  // 16 rows at once: fewer integer ops per weight, shared by more tokens
+            __m256 k0[2], k1[2], k2[2], k3[2];
+            decode_fp8_half(w[pp] + ch * 64, k0, k2);
+            decode_fp8_half(w[pp] + ch * 64 + 32, k1, k3);
+            for (int h = 0; h < 2; ++h)
+              for (int t = 0; t < M; ++t) blk[pp][t][h] = fma4(blk[pp][t][h], x[t] + 4 * ch, k0[h], k1[h], k2[h], k3[h]);
           }
         }
       for (int pp = 0; pp < P; ++pp) {
         const __m256 scale = _mm256_set1_ps(reinterpret_cast<const float*>(args.w.panel(p0 + pp))[g]);
         for (int t = 0; t < M; ++t)
-          for (int h = 0; h < 2; ++h) total[pp][t][h] = _mm256_fmadd_ps(blk[pp][t][h], scale, total[pp][t][h]);
+          for (int h = 0; h < 2; ++h) {
+            float* o = total[pp][t] + 8 * h;
+            _mm256_store_ps(o, _mm256_fmadd_ps(blk[pp][t][h], scale, _mm256_load_ps(o)));
+          }
       }
     } else {
       for (int64_t ch = 0; ch < kGroupCols / 2; ++ch)
@@ -130,7 +153,10 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
         }
       for (int pp = 0; pp < P; ++pp)
         for (int t = 0; t < M; ++t)
-          for (int h = 0; h < 2; ++h) total[pp][t][h] = _mm256_add_ps(total[pp][t][h], blk[pp][t][h]);
+          for (int h = 0; h < 2; ++h) {
+            float* o = total[pp][t] + 8 * h;
+            _mm256_store_ps(o, _mm256_add_ps(_mm256_load_ps(o), blk[pp][t][h]));
+          }
     }
   }
   for (int pp = 0; pp < P; ++pp) {
@@ -138,8 +164,7 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
     const int64_t valid = std::min<int64_t>(kPanelRows, l.rows - p * kPanelRows);
     for (int t = 0; t < M; ++t) {
       float* y = args.y + (t0 + t) * args.y_stride + (p - args.panel_begin) * kPanelRows;
-      store_rows(y, total[pp][t][0], valid);
-      store_rows(y + 8, total[pp][t][1], valid - 8);
+      std::memcpy(y, total[pp][t], size_t(std::max<int64_t>(valid, 0)) * sizeof(float));
     }
   }
 }

@@ -67,13 +67,16 @@ struct CpuProfile {
   //   t = rows · (attention_row_seconds + 2·(nope + v)·latent / attention_row_flops_per_second)
   //     + pairs · (attention_pair_seconds + 2·(2·latent + rope) / attention_pair_flops_per_second)
   // (a rate of 0: that part is all fixed). All 0: not measured (the vector_* model applies).
+  // Decode steps do not use these: a single row's pair loop measured 37.5 ns per (pair, head) on
+  // the bundled model against 28 ns from this fit (64 rows share each latent block in L1), while
+  // the vector model gives 38 ns (docs/PLANNER.md, stop 21).
   double attention_row_seconds = 0, attention_row_flops_per_second = 0;
+  double attention_pair_seconds = 0, attention_pair_flops_per_second = 0;
+  bool has_attention() const { return attention_row_seconds + attention_pair_seconds > 0; }
   // cpu::linear's prefill GEMM per token and output row beyond its FLOPs (the horizontal sum and
   // the store of each output), seconds over all threads: what makes short rows (a small model's
   // hidden size of 256) slower per FLOP than DeepSeek's. 0: not measured.
   double linear_output_seconds = 0;
-  double attention_pair_seconds = 0, attention_pair_flops_per_second = 0;
-  bool has_attention() const { return attention_row_seconds + attention_pair_seconds > 0; }
 
   const CpuKernelRate& kernel(WeightFormat f) const { return kernels[int(f)]; }
   const CpuKernelRate& dense_kernel(WeightFormat f) const {

@@ -35,6 +35,8 @@ bool request_tile_permission() {
 CpuFeatures detect() {
   CpuFeatures features;
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx))
+    features.amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "Auth" "enti" "cAMD"
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return features;
   const bool osxsave = ecx & bit_OSXSAVE;
   if (!osxsave) return features;
@@ -115,6 +117,21 @@ Isa active_isa() {
   }
   throw Error("HETMOE_ISA=" + std::string(requested) + " is not a known kernel path",
               {.hint = "use scalar, avx2, avx512 or amx"});
+}
+
+int64_t prefetch_bytes_from(const char* requested, bool amd) {
+  if (requested == nullptr || *requested == '\0') return amd ? 512 : 2048;
+  char* end = nullptr;
+  const long long value = std::strtoll(requested, &end, 10);
+  check(*end == '\0' && value >= 64 && value <= 16384 && value % 64 == 0,
+        "HETMOE_PREFETCH_BYTES=" + std::string(requested) + " is not a prefetch distance",
+        {.hint = "use a multiple of 64 from 64 to 16384, or unset it"});
+  return int64_t(value);
+}
+
+int64_t stream_prefetch_bytes() {
+  static const int64_t bytes = prefetch_bytes_from(std::getenv("HETMOE_PREFETCH_BYTES"), cpu_features().amd);
+  return bytes;
 }
 
 }  // namespace hetmoe::cpu

@@ -9,6 +9,7 @@
 // tiles (cpu/packed_gemm_amx.cpp), with the same bits.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -20,6 +21,7 @@ enum class Isa { kScalar, kAvx2, kAvx512, kAmx };
 inline bool has_avx512(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAmx; }
 
 struct CpuFeatures {
+  bool amd = false;  // CPUID vendor "AuthenticAMD"
   bool avx2 = false;
   bool fma = false;
   bool f16c = false;
@@ -44,5 +46,15 @@ std::vector<Isa> supported_isas();
 // names a path this CPU cannot run or is not a known name.
 Isa active_isa();
 std::string_view isa_name(Isa isa);
+
+// How far ahead, in bytes, a weight-streaming decode kernel prefetches within each of its
+// streams (and the bench's read-bandwidth loop with it): 512 on AMD, 2048 elsewhere. Measured
+// on Zen 4 (AVX-512 decode, docs/KERNELS.md): 512 B streamed BF16 at 1.00-1.04 of the read
+// bandwidth where 2 KiB gave 0.87-0.88 (1 thread: +15%); 2 KiB was the Xeon's best (≥ 4 KiB >
+// none). HETMOE_PREFETCH_BYTES (a multiple of 64 in [64, 16384]) overrides it for benchmarks;
+// anything else there throws hetmoe::Error. Read once per process.
+int64_t stream_prefetch_bytes();
+// The same choice from a HETMOE_PREFETCH_BYTES value (null or empty: unset), uncached.
+int64_t prefetch_bytes_from(const char* requested, bool amd);
 
 }  // namespace hetmoe::cpu

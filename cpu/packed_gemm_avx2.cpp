@@ -57,11 +57,11 @@ inline __m256 fma4(__m256 b, const float* x, __m256 k0, __m256 k1, __m256 k2, __
   return _mm256_fmadd_ps(k3, _mm256_set1_ps(x[3]), b);
 }
 
-// Each 64-byte chunk prefetches the one 2 KiB ahead in its panel, as the AVX-512 decode does
-// (the hardware prefetchers alone leave a one-token decode well short of the read bandwidth).
-constexpr int64_t kPrefetchBytes = 2048;
-inline void prefetch(const uint8_t* chunk) {
-  _mm_prefetch(reinterpret_cast<const char*>(chunk + kPrefetchBytes), _MM_HINT_T0);
+// Each 64-byte chunk prefetches the one `ahead` bytes further in its panel, as the AVX-512
+// decode does (the hardware prefetchers alone leave a one-token decode well short of the read
+// bandwidth); the distance is stream_prefetch_bytes() (cpu_features.h).
+inline void prefetch(const uint8_t* chunk, int64_t ahead) {
+  _mm_prefetch(reinterpret_cast<const char*>(chunk + ahead), _MM_HINT_T0);
 }
 
 inline __m256i broadcast_quad(const int8_t* q) {
@@ -94,6 +94,7 @@ inline void add_int_group(const __m256i sums[2], const float* sw, int32_t comp, 
 template <Format F, int M, int P>
 void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
   const PackedLayout& l = args.w.layout;
+  const int64_t ahead = stream_prefetch_bytes();
   const ActivationView& a = args.a;
   // Totals change once per group: kept in memory so the FMA chains get the registers.
   alignas(32) float total[P][M][kPanelRows] = {};
@@ -108,7 +109,7 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
     if constexpr (F == Format::kFP8) {
       for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
         for (int pp = 0; pp < P; ++pp) {
-          prefetch(w[pp] + ch * 64);
+          prefetch(w[pp] + ch * 64, ahead);
           if constexpr (M <= 2) {  // 8 rows at a time: few registers, chains stay in them
             for (int h = 0; h < 2; ++h) {
               __m256 k0, k1, k2, k3;
@@ -135,7 +136,7 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
     } else {
       for (int64_t ch = 0; ch < kGroupCols / 2; ++ch)
         for (int pp = 0; pp < P; ++pp) {
-          prefetch(w[pp] + ch * 64);
+          prefetch(w[pp] + ch * 64, ahead);
           __m256 even[2], odd[2];
           for (int h = 0; h < 2; ++h) {
             const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w[pp] + ch * 64 + 32 * h));
@@ -176,6 +177,7 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
 template <int M>
 void decode_int8_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
   const PackedLayout& l = args.w.layout;
+  const int64_t ahead = stream_prefetch_bytes();
   const ActivationView& a = args.a;
   const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
   const __m256i ones = _mm256_set1_epi16(1);
@@ -188,7 +190,7 @@ void decode_int8_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
     __m256i sums[M][2];
     for (int t = 0; t < M; ++t) sums[t][0] = sums[t][1] = _mm256_setzero_si256();
     for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
-      prefetch(w + ch * 64);
+      prefetch(w + ch * 64, ahead);
       __m256i sign[2], magnitude[2];
       for (int h = 0; h < 2; ++h) {
         sign[h] = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32 * h)), flip);
@@ -220,6 +222,7 @@ template <int M>
 void decode_int4_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
   constexpr int64_t kChunksPerWiden = 4;
   const PackedLayout& l = args.w.layout;
+  const int64_t ahead = stream_prefetch_bytes();
   const ActivationView& a = args.a;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -235,7 +238,7 @@ void decode_int4_panel(const PackedGemmArgs& args, int64_t p, int64_t t0) {
       __m256i narrow[M][2];
       for (int t = 0; t < M; ++t) narrow[t][0] = narrow[t][1] = _mm256_setzero_si256();
       for (int64_t ch = c0; ch < c0 + kChunksPerWiden; ++ch) {
-        prefetch(w + ch * 64);
+        prefetch(w + ch * 64, ahead);
         __m256i lo[2], hi[2];
         for (int h = 0; h < 2; ++h) {
           const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + ch * 64 + 32 * h));

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "bench/kernels/limits.h"
+#include "cpu/cpu_features.h"
 
 namespace hetmoe::bench {
 
@@ -43,20 +44,21 @@ int vnni_chains_avx512(long repeats) {
   return sum;
 }
 
-// 4 interleaved sequential streams (like the decode kernels' 4 panels) with the same 2 KiB
-// software prefetch, so the limit is what a streaming kernel could reach.
+// 4 interleaved sequential streams (like the decode kernels' 4 panels) with the kernels' software
+// prefetch distance (cpu::stream_prefetch_bytes), so the limit is what a streaming kernel could reach.
 uint64_t read_sum_avx512(const uint8_t* data, uint64_t bytes) {
   const uint64_t quarter = bytes / 4 / 64 * 64;
+  const uint64_t ahead = uint64_t(cpu::stream_prefetch_bytes());
   const uint8_t* s0 = data;
   const uint8_t* s1 = data + quarter;
   const uint8_t* s2 = data + 2 * quarter;
   const uint8_t* s3 = data + 3 * quarter;
   __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
   for (uint64_t i = 0; i < quarter; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(s0 + i + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(s1 + i + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(s2 + i + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(s3 + i + 2048), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(s0 + i + ahead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(s1 + i + ahead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(s2 + i + ahead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(s3 + i + ahead), _MM_HINT_T0);
     acc0 = _mm512_add_epi64(acc0, _mm512_load_si512(s0 + i));
     acc1 = _mm512_add_epi64(acc1, _mm512_load_si512(s1 + i));
     acc2 = _mm512_add_epi64(acc2, _mm512_load_si512(s2 + i));

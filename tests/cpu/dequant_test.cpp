@@ -56,5 +56,14 @@ TEST(CpuFeatures, EnvironmentOverrideIsChecked) {
   EXPECT_EQ(active_isa(), supported_isas().back());
 }
 
+TEST(CpuFeatures, PrefetchDistanceByVendorAndChecked) {
+  EXPECT_EQ(prefetch_bytes_from(nullptr, true), 512);
+  EXPECT_EQ(prefetch_bytes_from("", false), 2048);
+  EXPECT_EQ(prefetch_bytes_from("1024", true), 1024);
+  for (const char* bad : {"0", "100", "-64", "32768", "1k", "64 "})
+    EXPECT_THROW(prefetch_bytes_from(bad, false), std::exception) << bad;
+  EXPECT_EQ(stream_prefetch_bytes() % 64, 0);
+}
+
 }  // namespace
 }  // namespace hetmoe::cpu

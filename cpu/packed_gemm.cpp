@@ -53,10 +53,7 @@ float element(const PackedGemmArgs& args, int64_t panel, int64_t r, int64_t t) {
       case PackedFormat::kFP8: {
         const float* x = a.x + t * a.x_stride + g * kGroupCols;
         float blk = 0.0f;
-        for (int64_t k = 0; k < kGroupCols; ++k) {
-          const int64_t c = k / 4, within = k % 4, j = (within % 2) * 16 + r;
-          blk = std::fma(fp8_over_256(group[c * 64 + 2 * j + within / 2]), x[k], blk);
-        }
+        for (int64_t k = 0; k < kGroupCols; ++k) blk = std::fma(fp8_over_256(group[quad_byte(r, k)]), x[k], blk);
         total = std::fma(blk, reinterpret_cast<const float*>(base)[g], total);
         break;
       }
@@ -76,7 +73,7 @@ float element(const PackedGemmArgs& args, int64_t panel, int64_t r, int64_t t) {
         for (int64_t k = 0; k < kGroupCols; ++k) {
           int w = 0;
           if (l.format == PackedFormat::kINT8) {
-            w = group[(k / 4) * 64 + 4 * r + k % 4];
+            w = group[quad_byte(r, k)];
           } else {
             const uint8_t byte = group[(k / 8) * 64 + 4 * r + k % 4];
             w = (k % 8) < 4 ? (byte & 0xF) : (byte >> 4);

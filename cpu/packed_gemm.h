@@ -10,7 +10,8 @@
 // Numerics, the same for every kernel shape and ISA path, so a result never depends on the
 // ISA, the token count, the batch or the thread count (bitwise):
 //   FP8   per (token, row): for each group of 128 k in order, blk = Σ_k fma(w/256, x, blk)
-//         sequentially from 0; total = fma(blk, 256·scale, total).
+//         sequentially from 0; total = fma(blk, 256·scale, total). (The SIMD paths form each
+//         product as (w·2^-120)·(x·2^112), the same real number: cpu/fp8_avx512.h.)
 //   BF16  the same with scale 1 (total = blk + total).
 //   INT8/INT4  acc = comp + Σ_k u8(w)·q(x) (int32, exact); total = fma(float(acc), sw·sx, total).
 #pragma once

@@ -2,16 +2,16 @@
 // says so. Numerics: cpu/packed_gemm.h (bitwise the scalar path).
 //
 // NOTES:
-// - 8 lanes, so a 16-row panel is two vectors. FP8 decodes with the same fp16 trick as the
-//   AVX-512 path (vcvtph2ps exists with F16C).
+// - 8 lanes, so a 16-row panel is two vectors. FP8 decodes as the AVX-512 path does (shifts
+//   within each row's 32-bit lane give value × 2^-120; x is scaled by 2^112, cpu/fp8_avx512.h).
 // - INT8/INT4 without VNNI: vpmaddubsw (u8 × s8 pairs into s16, 32 products per instruction)
 //   then vpmaddwd by ones into one int32 per row. INT4's nibbles are u8 as stored; INT8 takes
 //   |q| and moves q's sign onto x (vpsignb). Neither can saturate (bounds at the kernels), so
 //   the integer sums are exact and equal the vpdpbusd result.
 // - Kernel shape: up to 4 tokens with weights decoded in registers; one-/two-token FP8 and
 //   BF16 take 2 panels at once (4 or 8 FMA chains instead of 2 or 4: the chains' order is
-//   fixed, so latency, not throughput, bounded a one-panel decode); FP8 then decodes 8 rows at
-//   a time so the chains keep their registers.
+//   fixed, so latency, not throughput, bounded a one-panel decode); FP8 decodes 8 rows at a
+//   time so the chains keep their registers.
 // - Prefill (≥ 8 tokens): FP8/BF16 decode each panel group once into an L1 tile and run 6-token
 //   register blocks over it; INT8/INT4 loop over 4-token chunks of the decode kernel inside a
 //   block of 8 panels so the block stays in L2.
@@ -27,26 +27,31 @@ namespace {
 
 using Format = PackedFormat;
 
-// 32 bytes of an FP8 chunk (16 words) -> 16 rows of one k (even bytes) and 16 rows of k + 2
-// (odd bytes), each as two vectors of 8 rows.
-inline void decode_fp8_half(const uint8_t* codes, __m256 even[2], __m256 odd[2]) {
+// 32 bytes of a packed FP8 quad (rows 8h .. 8h + 7 × k .. k + 3, row r's codes in its 32-bit
+// lane) -> w[c] = the 8 rows' codes of k + c as value × 2^-120 (cpu/fp8_avx512.h: the form, and
+// why x · 2^112 times it is the packed numerics' product bit for bit).
+inline void decode_fp8_rows8(const uint8_t* codes, __m256 w[4]) {
+  const __m256i keep = _mm256_set1_epi32(int32_t(0x87F00000u));  // sign + 7 magnitude bits
   const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(codes));
-  const __m256i keep = _mm256_set1_epi16(int16_t(0xBF80));
-  const __m256i o = _mm256_and_si256(_mm256_srai_epi16(v, 1), keep);
-  const __m256i e = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(v, 8), 1), keep);
-  even[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(e));
-  even[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(e, 1));
-  odd[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(o));
-  odd[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(o, 1));
+  w[0] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(_mm256_slli_epi32(v, 24), 4), keep));
+  w[1] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(_mm256_slli_epi32(v, 16), 4), keep));
+  w[2] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(_mm256_slli_epi32(v, 8), 4), keep));
+  w[3] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(v, 4), keep));
 }
 
-// The same for 8 rows (16 bytes, 8 words) with 128-bit integer ops: the one-/two-token decode
-// keeps only 4 decoded vectors live, so its FMA chains stay in registers.
-inline void decode_fp8_rows8(const uint8_t* codes, __m256& even, __m256& odd) {
-  const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(codes));
-  const __m128i keep = _mm_set1_epi16(int16_t(0xBF80));
-  even = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(v, 8), 1), keep));
-  odd = _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(v, 1), keep));
+constexpr float kFp8XScale = 0x1p112f;
+
+// out[0..128) = x · 2^112; true when every |x| < 2^16 (each product then exact).
+inline bool scale_fp8_x(const float* x, float* out) {
+  const __m256 limit = _mm256_set1_ps(65536.0f), scale = _mm256_set1_ps(kFp8XScale);
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  int ok = 0xFF;
+  for (int k = 0; k < 128; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    ok &= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, magnitude), limit, _CMP_LT_OQ));
+    _mm256_store_ps(out + k, _mm256_mul_ps(v, scale));
+  }
+  return ok == 0xFF;
 }
 
 // Four weights of a row (k .. k + 3, in order) times x[0..3] into one FMA chain.
@@ -89,6 +94,24 @@ inline void add_int_group(const __m256i sums[2], const float* sw, int32_t comp, 
   }
 }
 
+// One FP8 group of P panels, 8 rows at a time (few registers, so the FMA chains stay in
+// them): blk[pp][t][h] += Σ_k (value / 256) · x_t[k] in k order. kScaledX: x holds x · 2^112;
+// otherwise the decoded weights are brought to value / 256 here.
+template <int M, int P, bool kScaledX>
+inline void fp8_group(const uint8_t* const* w, const float* const* x, int64_t ahead, __m256 (&blk)[P][M][2]) {
+  for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
+    for (int pp = 0; pp < P; ++pp) {
+      prefetch(w[pp] + ch * 64, ahead);
+      for (int h = 0; h < 2; ++h) {
+        __m256 k[4];
+        decode_fp8_rows8(w[pp] + ch * 64 + 32 * h, k);
+        if constexpr (!kScaledX)
+          for (__m256& v : k) v = _mm256_mul_ps(v, _mm256_set1_ps(kFp8XScale));
+        for (int t = 0; t < M; ++t) blk[pp][t][h] = fma4(blk[pp][t][h], x[t] + 4 * ch, k[0], k[1], k[2], k[3]);
+      }
+    }
+}
+
 // FP8 / BF16: P panels side by side, so one token has 2·P independent FMA chains (the order
 // within a chain is fixed by the numerics; with P = 1 a one-token decode waits on FMA latency).
 template <Format F, int M, int P>
@@ -107,24 +130,16 @@ void decode_float_panels(const PackedGemmArgs& args, int64_t p0, int64_t t0) {
     const uint8_t* w[P];
     for (int pp = 0; pp < P; ++pp) w[pp] = args.w.panel(p0 + pp) + l.header_bytes + g * l.group_bytes;
     if constexpr (F == Format::kFP8) {
-      for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
-        for (int pp = 0; pp < P; ++pp) {
-          prefetch(w[pp] + ch * 64, ahead);
-          if constexpr (M <= 2) {  // 8 rows at a time: few registers, chains stay in them
-            for (int h = 0; h < 2; ++h) {
-              __m256 k0, k1, k2, k3;
-              decode_fp8_rows8(w[pp] + ch * 64 + 16 * h, k0, k2);
-              decode_fp8_rows8(w[pp] + ch * 64 + 32 + 16 * h, k1, k3);
-              for (int t = 0; t < M; ++t) blk[pp][t][h] = fma4(blk[pp][t][h], x[t] + 4 * ch, k0, k1, k2, k3);
-            }
-          } else {  // 16 rows at once: fewer integer ops per weight, shared by more tokens
-            __m256 k0[2], k1[2], k2[2], k3[2];
-            decode_fp8_half(w[pp] + ch * 64, k0, k2);
-            decode_fp8_half(w[pp] + ch * 64 + 32, k1, k3);
-            for (int h = 0; h < 2; ++h)
-              for (int t = 0; t < M; ++t) blk[pp][t][h] = fma4(blk[pp][t][h], x[t] + 4 * ch, k0[h], k1[h], k2[h], k3[h]);
-          }
-        }
+      alignas(32) float scaled[M][kGroupCols];
+      bool exact = true;
+      for (int t = 0; t < M; ++t) exact &= scale_fp8_x(x[t], scaled[t]);
+      if (exact) {
+        const float* xs[M];
+        for (int t = 0; t < M; ++t) xs[t] = scaled[t];
+        fp8_group<M, P, true>(w, xs, ahead, blk);
+      } else {
+        fp8_group<M, P, false>(w, x, ahead, blk);
+      }
       for (int pp = 0; pp < P; ++pp) {
         const __m256 scale = _mm256_set1_ps(reinterpret_cast<const float*>(args.w.panel(p0 + pp))[g]);
         for (int t = 0; t < M; ++t)
@@ -304,13 +319,13 @@ constexpr int kPrefillTokens = 6;
 template <Format F>
 void decode_tile(const uint8_t* w, float* tile) {
   if constexpr (F == Format::kFP8) {
-    for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
-      __m256 k[4][2];
-      decode_fp8_half(w + ch * 64, k[0], k[2]);
-      decode_fp8_half(w + ch * 64 + 32, k[1], k[3]);
-      for (int i = 0; i < 4; ++i)
-        for (int h = 0; h < 2; ++h) _mm256_store_ps(tile + (4 * ch + i) * kPanelRows + 8 * h, k[i][h]);
-    }
+    for (int64_t ch = 0; ch < kGroupCols / 4; ++ch)
+      for (int h = 0; h < 2; ++h) {
+        __m256 k[4];
+        decode_fp8_rows8(w + ch * 64 + 32 * h, k);
+        for (int i = 0; i < 4; ++i)
+          _mm256_store_ps(tile + (4 * ch + i) * kPanelRows + 8 * h, _mm256_mul_ps(k[i], _mm256_set1_ps(kFp8XScale)));
+      }
   } else {
     for (int64_t ch = 0; ch < kGroupCols / 2; ++ch)
       for (int h = 0; h < 2; ++h) {

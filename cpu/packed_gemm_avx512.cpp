@@ -2,10 +2,10 @@
 // cpu_features() says the CPU has them. Numerics: cpu/packed_gemm.h (bitwise the scalar path).
 //
 // NOTES:
-// - FP8 decode without a table: a code's bits shifted into an fp16 (sign to bit 15, E4M3
-//   magnitude to bits 13..7) are the code's value / 256 exactly, subnormals included, and
-//   vcvtph2ps widens fp16 exactly; the ×256 lives in the packed block scale. 64 codes cost 5
-//   integer ops + 2 extracts + 4 conversions.
+// - FP8 decode without a table or conversion (cpu/fp8_avx512.h, decode_fp8_quad): a code's bits
+//   shifted within its row's 32-bit lane are its value × 2^-120; decode multiplies them by
+//   x · 2^112, the prefill tile by 2^112, so every product is (value / 256) · x exactly; the
+//   ×256 lives in the packed block scale. 64 codes cost 11 integer ops.
 // - INT8/INT4 use vpdpbusd (u8 weights × s8 activations) for decode too: one instruction per
 //   64 weights per token, so unpacking never limits the stream (INT4: 3 ops per 128 weights).
 // - Decode keeps 4 panels × M tokens independent FMA chains in flight (FMA latency 4, 2 ports);
@@ -83,6 +83,25 @@ struct Ctx {
 
 // --- decode: P panels × M tokens (M ≤ 4), weights decoded in registers -------------------------
 
+// One FP8 group: blk[i][t] += Σ_k (value / 256) · x_t[k] in k order. kScaledX: x holds x · 2^112
+// (scale_fp8_x); otherwise the decoded weights are brought to value / 256 here.
+template <int P, int M, bool kScaledX>
+inline void fp8_group(const uint8_t* const* w, const float* const* x, int64_t ahead, __m512 (&blk)[P][M]) {
+  for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+    for (int i = 0; i < P; ++i) {
+      prefetch(w[i] + ch * 64, ahead);
+      __m512 q[4];
+      decode_fp8_quad(w[i] + ch * 64, q);
+      if constexpr (!kScaledX)
+        for (__m512& v : q) v = _mm512_mul_ps(v, _mm512_set1_ps(kFp8XScale));
+      for (int t = 0; t < M; ++t) {
+        const float* xk = x[t] + 4 * ch;
+        for (int c = 0; c < 4; ++c) blk[i][t] = _mm512_fmadd_ps(q[c], _mm512_set1_ps(xk[c]), blk[i][t]);
+      }
+    }
+  }
+}
+
 template <Format F, int P, int M>
 void decode_block(const Ctx& c, int64_t p0, int64_t t0) {
   const ActivationView& a = c.args.a;
@@ -101,19 +120,15 @@ void decode_block(const Ctx& c, int64_t p0, int64_t t0) {
       for (int i = 0; i < P; ++i)
         for (int t = 0; t < M; ++t) blk[i][t] = _mm512_setzero_ps();
       if constexpr (F == Format::kFP8) {
-        for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
-          for (int i = 0; i < P; ++i) {
-            prefetch(w[i] + ch * 64, ahead);
-            __m512 w0, w1, w2, w3;
-            decode_fp8_64(w[i] + ch * 64, w0, w1, w2, w3);
-            for (int t = 0; t < M; ++t) {
-              const float* xk = x[t] + 4 * ch;
-              blk[i][t] = _mm512_fmadd_ps(w0, _mm512_set1_ps(xk[0]), blk[i][t]);
-              blk[i][t] = _mm512_fmadd_ps(w1, _mm512_set1_ps(xk[1]), blk[i][t]);
-              blk[i][t] = _mm512_fmadd_ps(w2, _mm512_set1_ps(xk[2]), blk[i][t]);
-              blk[i][t] = _mm512_fmadd_ps(w3, _mm512_set1_ps(xk[3]), blk[i][t]);
-            }
-          }
+        alignas(64) float scaled[M][kGroupCols];
+        bool exact = true;
+        for (int t = 0; t < M; ++t) exact &= scale_fp8_x(x[t], scaled[t]);
+        if (exact) {
+          const float* xs[M];
+          for (int t = 0; t < M; ++t) xs[t] = scaled[t];
+          fp8_group<P, M, true>(w, xs, ahead, blk);
+        } else {
+          fp8_group<P, M, false>(w, x, ahead, blk);
         }
         for (int i = 0; i < P; ++i) {
           const __m512 scale = _mm512_set1_ps(c.fp8_scale(p0 + i, g));
@@ -290,13 +305,10 @@ void prepare_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
     if constexpr (F == Format::kFP8) {
       u.scale[i] = _mm512_set1_ps(c.fp8_scale(u.p0 + i, g));
       for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
-        __m512 w0, w1, w2, w3;
-        decode_fp8_64(w + ch * 64, w0, w1, w2, w3);
+        __m512 q[4];
+        decode_fp8_quad(w + ch * 64, q);
         float* dst = u.tile + 4 * ch * 32 + 16 * i;
-        _mm512_store_ps(dst, w0);
-        _mm512_store_ps(dst + 32, w1);
-        _mm512_store_ps(dst + 64, w2);
-        _mm512_store_ps(dst + 96, w3);
+        for (int k = 0; k < 4; ++k) _mm512_store_ps(dst + 32 * k, _mm512_mul_ps(q[k], _mm512_set1_ps(kFp8XScale)));
       }
     } else if constexpr (F == Format::kBF16) {
       u.scale[i] = _mm512_set1_ps(1.0f);

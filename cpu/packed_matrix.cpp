@@ -79,19 +79,16 @@ void pack_fp8(const WeightMatrix& w, const PackedLayout& layout, uint8_t* out) {
     }
     for (int64_t g = 0; g < layout.groups; ++g) {
       uint8_t* group = panel + layout.header_bytes + g * layout.group_bytes;
-      for (int64_t c = 0; c < kGroupCols / 4; ++c) {
-        for (int j = 0; j < 32; ++j) {
-          const int64_t row = p * kPanelRows + j % 16;
-          for (int half = 0; half < 2; ++half) {  // even byte: k0 + j/16, odd byte: k0 + 2 + j/16
-            const int64_t k = g * kGroupCols + 4 * c + 2 * half + j / 16;
-            uint8_t code = 0;
-            if (row < w.rows && k < w.cols) code = codes[size_t(row * w.cols + k)];
-            if ((code & 0x7F) == 0x7F)
-              throw Error(
-                  "FP8 weight at row " + std::to_string(row) + ", column " + std::to_string(k) + " is NaN",
-                  {.hint = "the checkpoint is corrupt: shipped weights never hold NaN"});
-            group[c * 64 + 2 * j + half] = code;
-          }
+      for (int64_t r = 0; r < kPanelRows; ++r) {
+        const int64_t row = p * kPanelRows + r;
+        for (int64_t kk = 0; kk < kGroupCols; ++kk) {
+          const int64_t k = g * kGroupCols + kk;
+          uint8_t code = 0;
+          if (row < w.rows && k < w.cols) code = codes[size_t(row * w.cols + k)];
+          if ((code & 0x7F) == 0x7F)
+            throw Error("FP8 weight at row " + std::to_string(row) + ", column " + std::to_string(k) + " is NaN",
+                        {.hint = "the checkpoint is corrupt: shipped weights never hold NaN"});
+          group[quad_byte(r, kk)] = code;
         }
       }
     }
@@ -145,7 +142,7 @@ void pack_int(const WeightMatrix& w, const PackedLayout& layout, uint8_t* out) {
         for (int64_t c = 0; c < kGroupCols / 4; ++c)
           for (int64_t r = 0; r < kPanelRows; ++r)
             for (int64_t i = 0; i < 4; ++i)
-              group[c * 64 + 4 * r + i] = uint8_t(quants[size_t(r * k_padded + k_base + 4 * c + i)] + 128);
+              group[quad_byte(r, 4 * c + i)] = uint8_t(quants[size_t(r * k_padded + k_base + 4 * c + i)] + 128);
       }
       float* group_scales = reinterpret_cast<float*>(group + layout.group_bytes - 64);
       for (int64_t r = 0; r < kPanelRows; ++r) group_scales[r] = scales[size_t(r * layout.groups + g)];
@@ -234,10 +231,8 @@ void packed_row_values(const PackedMatrix& matrix, int64_t row, double* out) {
     const uint8_t* group = panel + l.header_bytes + g * l.group_bytes;
     switch (l.format) {
       case PackedFormat::kFP8: {
-        const int64_t c = kk / 4, within = kk % 4;  // within 0,1: even bytes; 2,3: odd bytes
-        const int64_t j = (within % 2) * 16 + r, half = within / 2;
         const float scale = reinterpret_cast<const float*>(panel)[g];
-        out[k] = double(fp8_e4m3_to_float(group[c * 64 + 2 * j + half])) * double(scale) / 256.0;
+        out[k] = double(fp8_e4m3_to_float(group[quad_byte(r, kk)])) * double(scale) / 256.0;
         break;
       }
       case PackedFormat::kBF16: {
@@ -247,7 +242,7 @@ void packed_row_values(const PackedMatrix& matrix, int64_t row, double* out) {
       }
       case PackedFormat::kINT8: {
         const float scale = reinterpret_cast<const float*>(group + l.group_bytes - 64)[r];
-        out[k] = double(int(group[(kk / 4) * 64 + 4 * r + kk % 4]) - 128) * double(scale);
+        out[k] = double(int(group[quad_byte(r, kk)]) - 128) * double(scale);
         break;
       }
       case PackedFormat::kINT4: {

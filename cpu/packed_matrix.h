@@ -6,7 +6,8 @@
 // front to back, and inside it the 16 rows of one k step sit side by side: a 64-byte load
 // feeds one vector of 16 outputs. docs/KERNELS.md draws the byte layout of each format:
 //
-//   kFP8   the shipped E4M3 codes unchanged (block scales ×256, see below), 2048 B per group
+//   kFP8   the shipped E4M3 codes unchanged (block scales ×256, see below), 4 consecutive k
+//          per row in a 32-bit lane (as INT8), 2048 B per group
 //   kBF16  bf16 pairs (k, k+1) per row in a 32-bit lane, 4096 B per group
 //   kINT8  q + 128 as u8, 4 consecutive k per row in a 32-bit lane (vpdpbusd order), plus 16
 //          f32 scales: 2112 B per group
@@ -35,6 +36,12 @@ std::optional<PackedFormat> parse_packed_format(std::string_view name);
 
 inline constexpr int64_t kPanelRows = 16;
 inline constexpr int64_t kGroupCols = 128;  // FP8 scale block, INT group, BF16 summation block
+
+// FP8 and INT8 group bytes: quad c = k / 4 of a group is 64 bytes, row r's 4 codes k..k+3 in
+// its 32-bit lane r (byte 4r + k % 4).
+inline constexpr int64_t quad_byte(int64_t row_in_panel, int64_t k_in_group) {
+  return (k_in_group / 4) * 64 + 4 * row_in_panel + k_in_group % 4;
+}
 
 struct PackedLayout {
   PackedFormat format = PackedFormat::kFP8;

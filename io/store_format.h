@@ -27,7 +27,8 @@
 namespace hetmoe::io {
 
 inline constexpr char kStoreMagic[8] = {'H', 'M', 'E', 'X', 'S', 'T', 'O', 'R'};
-inline constexpr uint32_t kStoreVersion = 2;  // 2: XXH3-64 checksums (1: XXH64)
+inline constexpr uint32_t kStoreVersion = 3;  // 3: FP8 quads a 32-bit lane per row (2: even/odd
+                                              // FP8 bytes; 1: XXH64 checksums)
 inline constexpr uint64_t kStoreHeaderBytes = 4096;
 inline constexpr uint64_t kRecordAlignment = 4096;
 inline constexpr uint64_t kIndexEntryBytes = 32;

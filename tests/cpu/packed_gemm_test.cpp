@@ -207,6 +207,49 @@ INSTANTIATE_TEST_SUITE_P(AllPaths, PackedGemmPaths,
                                   std::string(packed_format_name(std::get<1>(param_info.param)));
                          });
 
+// The SIMD FP8 paths multiply weights decoded as value × 2^-120 by x · 2^112 when a group's
+// |x| < 2^16 and use value / 256 weights with x as is otherwise (cpu/fp8_avx512.h). Every code
+// (±0, subnormals, the largest) against activations on both sides of that bound, tiny and
+// denormal, in groups and tokens that take different branches in one call: the scalar path's
+// bits, for decode and prefill token counts.
+TEST(PackedGemmFp8, EveryCodeAndActivationRangeEqualsScalarBits) {
+  const int64_t rows = 40, cols = 5 * kGroupCols;
+  std::vector<uint8_t> codes(size_t(rows * cols));
+  for (size_t i = 0; i < codes.size(); ++i) {
+    const uint8_t c = uint8_t(i * 37 + i / 256);
+    codes[i] = (c & 0x7F) == 0x7F ? uint8_t(c ^ 1) : c;  // 0x7F / 0xFF are NaN
+  }
+  std::vector<float> scales(5, 1.0f / 448.0f);
+  scales[3] = 3.0e-3f;
+  const WeightMatrix source{.format = WeightFormat::kFP8Block, .data = codes.data(), .scale_inv = scales.data(),
+                            .rows = rows, .cols = cols, .block = 128};
+  const Packed packed(source, PackedFormat::kFP8);
+  const float below = std::nextafter(65536.0f, 0.0f);
+  for (int64_t tokens : {1, 2, 3, 4, 7, 16, 33}) {
+    std::vector<float> x = random_x(tokens, cols, uint32_t(100 + tokens));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t g = 0; g < 5; ++g) {
+        float* xg = &x[size_t(t * cols + g * kGroupCols)];
+        switch ((g + t) % 5) {
+          case 1: xg[7] = -below; break;     // largest |x| the scaled form takes
+          case 2: xg[100] = 65536.0f; break;  // the first it does not
+          case 3:
+            for (int64_t k = 0; k < kGroupCols; ++k) xg[k] *= k % 2 ? 1e-39f : 1e-30f;  // denormal, tiny
+            break;
+          case 4: xg[0] = -3e30f; break;
+          default: break;
+        }
+      }
+    const std::vector<float> scalar = run_gemm(packed.matrix, x, tokens, Isa::kScalar);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+      if (!isa_supported(isa)) continue;
+      const std::vector<float> y = run_gemm(packed.matrix, x, tokens, isa);
+      ASSERT_EQ(0, std::memcmp(y.data(), scalar.data(), y.size() * sizeof(float)))
+          << isa_name(isa) << " M=" << tokens << " differs from scalar";
+    }
+  }
+}
+
 // Packing: FP8 keeps the shipped values exactly; the others stay within their rounding.
 TEST(PackMatrix, ValuesWithinFormatRounding) {
   const int64_t rows = 150, cols = 300;

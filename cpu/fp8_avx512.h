@@ -36,10 +36,11 @@ inline void decode_fp8_64(const uint8_t* codes, __m512& w0, __m512& w1, __m512& 
   w3 = _mm512_cvtph_ps(_mm256_and_si256(_mm256_srai_epi16(hi, 1), keep));
 }
 
-// One packed 64-byte quad -> w[c] = the 16 rows' codes of k + c, as value × 2^-120.
+// One packed 64-byte quad -> w[c] = the 16 rows' codes of k + c, as value × 2^-120. On 64
+// consecutive codes of one row (the plain linear) lane l of w[c] is column 4l + c.
 inline void decode_fp8_quad(const uint8_t* quad, __m512 w[4]) {
   const __m512i keep = _mm512_set1_epi32(int32_t(0x87F00000u));  // sign + 7 magnitude bits
-  const __m512i v = _mm512_load_si512(quad);
+  const __m512i v = _mm512_loadu_si512(quad);  // the plain linear's rows need not be aligned
   w[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 4), keep));
   w[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 4), keep));
   w[2] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 4), keep));

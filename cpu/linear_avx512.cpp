@@ -4,10 +4,13 @@
 // when cpu_features() says so.
 //
 // Per (row, token) the operations are fixed, whatever the token count: for each 128-column
-// block, blk = Σ fma(w', x, blk) over 16-wide chunks (w' = FP8 value / 256 via the fp16 trick
-// of packed_gemm_avx512.cpp, or the BF16/F32 value), total = fma(blk, 256·scale (or 1), total);
-// y = the 16 lanes of total summed in _mm512_reduce_add_ps's fixed tree. So a token's result
-// does not depend on the batch or the thread count.
+// block, blk = Σ fma(w', x, blk) over 16-wide chunks (w' = FP8 value / 256, or the BF16/F32
+// value), total = fma(blk, 256·scale (or 1), total); y = the 16 lanes of total summed in
+// _mm512_reduce_add_ps's fixed tree. So a token's result does not depend on the batch or the
+// thread count. FP8 rows go 64 codes at a time in the quad order (lane l of vector c = column
+// 4l + c; decode_fp8_quad, cpu/fp8_avx512.h): the decode forms each product as
+// (value · 2^-120)·(x · 2^112), the prefill tile as (value / 256)·x — the same real number, so
+// the same bits.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -52,9 +55,10 @@ inline __m512 load_weights(const void* row, int64_t k, __mmask16 mask) {
   }
 }
 
-// FP8 rows are decoded 64 codes at a time (decode_fp8_64, cpu/fp8_avx512.h: 10 ymm integer ops and
-// 4 conversions per 64 codes instead of 6 ops per 16). Its vectors hold the columns in an even/odd order, so x is permuted
-// the same way (permute_x_fp8) and blk = Σ fma(w, x, blk) visits the same products in a fixed order.
+// The absorbed attention's FP8 rows (axpy/dot_fp8_rows below) are decoded 64 codes at a time by
+// decode_fp8_64 (cpu/fp8_avx512.h: the fp16 form, value / 256). Its vectors hold the columns in an
+// even/odd order, so x (or y) is permuted the same way (permute_x_fp8, to/from_chunk_order).
+// The linear's own FP8 rows use the quad order instead (quad_x_fp8 below).
 
 // Natural 64 floats from 4 vectors in decode_fp8_64's order (the inverse of permute_x_fp8).
 inline void from_chunk_order(const __m512 v[4], __m512 out[4]) {
@@ -90,9 +94,63 @@ void permute_x_fp8(const float* x, int64_t cols, int64_t block, float* out) {
   }
 }
 
-// x of `tokens` rows in the kernel's order into `out` (FP8: permuted; other formats never call it).
-void permute_x_rows(const WeightMatrix& w, const float* x, int64_t tokens, float* out) {
-  for (int64_t t = 0; t < tokens; ++t) permute_x_fp8(x + t * w.cols, w.cols, w.block, out + t * w.cols);
+// One token's x for the FP8 row kernels: each full 64-column chunk of a column block in the quad
+// order (out[k + 16c + l] = x[k + 4l + c]), the block's last < 64 columns in order. With `scale`,
+// a block's chunks are multiplied by 2^112 when every |x| in them is below 2^16 and scaled[b]
+// says so (1), else left as they are (0); the tail is never scaled (the 16-wide path decodes
+// value / 256).
+void quad_x_fp8(const float* x, int64_t cols, int64_t block, bool scale, float* out, uint8_t* scaled) {
+  const __m512i lanes = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60);
+  const __m512 limit = _mm512_set1_ps(65536.0f), factor = _mm512_set1_ps(kFp8XScale);
+  for (int64_t b0 = 0, b = 0; b0 < cols; b0 += block, ++b) {
+    const int64_t b1 = std::min(cols, b0 + block);
+    int64_t k = b0;
+    __mmask16 ok = 0xFFFF;
+    for (; k + 64 <= b1; k += 64)
+      for (int c = 0; c < 4; ++c) {
+        const __m512 v = _mm512_i32gather_ps(lanes, x + k + c, 4);
+        ok &= _mm512_cmp_ps_mask(_mm512_abs_ps(v), limit, _CMP_LT_OQ);
+        _mm512_storeu_ps(out + k + 16 * c, v);
+      }
+    const bool exact = scale && ok == 0xFFFF;
+    if (exact)
+      for (int64_t j = b0; j + 16 <= k; j += 16) _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_loadu_ps(out + j), factor));
+    if (scaled) scaled[b] = exact ? 1 : 0;
+    std::copy(x + k, x + b1, out + k);
+  }
+}
+
+// x of `tokens` rows in the FP8 kernels' order into `out`; `scaled` ([tokens][blocks]) as
+// quad_x_fp8 sets it, when given (decode), else unscaled (prefill).
+void quad_x_rows(const WeightMatrix& w, const float* x, int64_t tokens, float* out, uint8_t* scaled) {
+  const int64_t blocks = (w.cols + w.block - 1) / w.block;
+  for (int64_t t = 0; t < tokens; ++t)
+    quad_x_fp8(x + t * w.cols, w.cols, w.block, scaled != nullptr, out + t * w.cols,
+               scaled ? scaled + t * blocks : nullptr);
+}
+
+// 64 FP8 codes of each of R rows at column k × M tokens into blk (quad order). A token whose
+// block x is scaled (x · 2^112, quad_x_fp8) takes the decoded value × 2^-120, the others value /
+// 256 (× 2^112 here); kAll: every token is scaled, kNone: none is, kMixed: per token.
+enum class Fp8Scaling { kAll, kNone, kMixed };
+
+template <int M, int R, Fp8Scaling S>
+inline void fp8_chunk(const uint8_t* const* row, int64_t k, int64_t ahead, const float* x, int64_t t0, int64_t cols,
+                      const bool* scaled, __mmask64* nan, __m512 (&blk)[R][M]) {
+  for (int i = 0; i < R; ++i) {
+    __m512 q[4], unscaled[4];
+    _mm_prefetch(reinterpret_cast<const char*>(row[i] + ahead + k), _MM_HINT_T1);
+    decode_fp8_quad(row[i] + k, q);
+    if constexpr (S != Fp8Scaling::kAll)
+      for (int c = 0; c < 4; ++c) unscaled[c] = _mm512_mul_ps(q[c], _mm512_set1_ps(kFp8XScale));
+    nan[i] |= fp8_nan_64(row[i] + k);
+    for (int t = 0; t < M; ++t) {
+      const float* xk = x + (t0 + t) * cols + k;
+      const bool use_scaled = S == Fp8Scaling::kAll || (S == Fp8Scaling::kMixed && scaled[t]);
+      for (int c = 0; c < 4; ++c)
+        blk[i][t] = _mm512_fmadd_ps(use_scaled ? q[c] : unscaled[c], _mm512_loadu_ps(xk + 16 * c), blk[i][t]);
+    }
+  }
 }
 
 // Each row is a short stream (one row of a 7168-column FP8 matrix is 112 cache lines), too short
@@ -106,7 +164,7 @@ inline void prefetch_l2(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const 
 // decoded weight vector feeds M tokens and one x vector feeds R rows. The operations per
 // (row, token) are those of the header comment, whatever R and M.
 template <WeightFormat F, int M, int R>
-void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, float* y) {
+void row_group(const WeightMatrix& w, const float* x, const uint8_t* scaled, int64_t t0, int64_t r, float* y) {
   const int64_t cols = w.cols, block = F == WeightFormat::kFP8Block ? w.block : 128;
   const int64_t element = F == WeightFormat::kFP8Block ? 1 : F == WeightFormat::kBF16 ? 2 : 4;
   const int64_t scale_cols = (cols + block - 1) / block;
@@ -126,20 +184,17 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
       for (int t = 0; t < M; ++t) blk[i][t] = _mm512_setzero_ps();
     int64_t k = b0;
     if constexpr (F == WeightFormat::kFP8Block) {
-      for (; k + 64 <= b1; k += 64)
-        for (int i = 0; i < R; ++i) {
-          __m512 w0, w1, w2, w3;
-          prefetch_l2(row[i] + ahead + k);
-          decode_fp8_64(row[i] + k, w0, w1, w2, w3);
-          nan[i] |= fp8_nan_64(row[i] + k);
-          for (int t = 0; t < M; ++t) {
-            const float* xk = x + (t0 + t) * cols + k;
-            blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xk), blk[i][t]);
-            blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xk + 16), blk[i][t]);
-            blk[i][t] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xk + 32), blk[i][t]);
-            blk[i][t] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xk + 48), blk[i][t]);
-          }
-        }
+      const int64_t blocks = (cols + block - 1) / block;
+      bool token_scaled[M];
+      int count = 0;
+      for (int t = 0; t < M; ++t) count += token_scaled[t] = scaled[(t0 + t) * blocks + b0 / block] != 0;
+      if (count == M) {
+        for (; k + 64 <= b1; k += 64) fp8_chunk<M, R, Fp8Scaling::kAll>(row, k, ahead, x, t0, cols, token_scaled, nan, blk);
+      } else if (count == 0) {
+        for (; k + 64 <= b1; k += 64) fp8_chunk<M, R, Fp8Scaling::kNone>(row, k, ahead, x, t0, cols, token_scaled, nan, blk);
+      } else {
+        for (; k + 64 <= b1; k += 64) fp8_chunk<M, R, Fp8Scaling::kMixed>(row, k, ahead, x, t0, cols, token_scaled, nan, blk);
+      }
     }
     for (; k < b1; k += 16) {
       const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
@@ -168,34 +223,35 @@ void row_group(const WeightMatrix& w, const float* x, int64_t t0, int64_t r, flo
 
 // Rows [row_begin, row_end) for tokens [t0, t0 + M), in groups of R = 8 / M rows.
 template <WeightFormat F, int M>
-void rows(const WeightMatrix& w, const float* x, int64_t t0, int64_t row_begin, int64_t row_end, float* y) {
+void rows(const WeightMatrix& w, const float* x, const uint8_t* scaled, int64_t t0, int64_t row_begin,
+          int64_t row_end, float* y) {
   constexpr int R = M == 1 ? 8 : M == 2 ? 4 : 2;
   int64_t r = row_begin;
-  for (; r + R <= row_end; r += R) row_group<F, M, R>(w, x, t0, r, y);
-  for (; r < row_end; ++r) row_group<F, M, 1>(w, x, t0, r, y);
+  for (; r + R <= row_end; r += R) row_group<F, M, R>(w, x, scaled, t0, r, y);
+  for (; r < row_end; ++r) row_group<F, M, 1>(w, x, scaled, t0, r, y);
 }
 
 // Tiles of 16 rows (at most 16 × 7168 × 4 bytes, L2-resident) run over every token chunk of 4,
 // so a decode step or a short batch reads each weight from DRAM once.
 template <WeightFormat F>
-void run_decode(const WeightMatrix& w, const float* x, int64_t tokens, int64_t row_begin, int64_t row_end,
-                float* y) {
+void run_decode(const WeightMatrix& w, const float* x, const uint8_t* scaled, int64_t tokens, int64_t row_begin,
+                int64_t row_end, float* y) {
   constexpr int64_t kRowTile = 16;
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowTile) {
     const int64_t r1 = std::min(row_end, r0 + kRowTile);
     for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
       switch (std::min<int64_t>(4, tokens - t0)) {
         case 1:
-          rows<F, 1>(w, x, t0, r0, r1, y);
+          rows<F, 1>(w, x, scaled, t0, r0, r1, y);
           break;
         case 2:
-          rows<F, 2>(w, x, t0, r0, r1, y);
+          rows<F, 2>(w, x, scaled, t0, r0, r1, y);
           break;
         case 3:
-          rows<F, 3>(w, x, t0, r0, r1, y);
+          rows<F, 3>(w, x, scaled, t0, r0, r1, y);
           break;
         default:
-          rows<F, 4>(w, x, t0, r0, r1, y);
+          rows<F, 4>(w, x, scaled, t0, r0, r1, y);
           break;
       }
     }
@@ -281,7 +337,7 @@ void tile_gemm_block(const float* wt, int64_t w_stride, int64_t nr, const float*
 }
 
 // Rows [row_begin, row_end) of y for `tokens` ≤ kTokenSpan tokens of x (FP8: x already in the
-// chunk order, permute_x_rows).
+// quad order, unscaled: quad_x_rows).
 template <WeightFormat F>
 void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t row_begin, int64_t row_end,
                  float* y) {
@@ -305,14 +361,11 @@ void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t r
         __mmask64 nan = 0;
         if constexpr (F == WeightFormat::kFP8Block)
           for (; k + 64 <= b1; k += 64) {
-            __m512 w0, w1, w2, w3;
-            decode_fp8_64(static_cast<const uint8_t*>(row) + k, w0, w1, w2, w3);
+            __m512 q[4];
+            decode_fp8_quad(static_cast<const uint8_t*>(row) + k, q);
             nan |= fp8_nan_64(static_cast<const uint8_t*>(row) + k);
             float* dst = wt + i * w_stride + (k - b0);
-            _mm512_store_ps(dst, w0);
-            _mm512_store_ps(dst + 16, w1);
-            _mm512_store_ps(dst + 32, w2);
-            _mm512_store_ps(dst + 48, w3);
+            for (int c = 0; c < 4; ++c) _mm512_store_ps(dst + 16 * c, _mm512_mul_ps(q[c], _mm512_set1_ps(kFp8XScale)));
           }
         for (; k < b1; k += 16) {
           const __mmask16 mask = b1 - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (b1 - k)) - 1);
@@ -335,21 +388,23 @@ void run_prefill(const WeightMatrix& w, const float* xs, int64_t span, int64_t r
 // From this many tokens the prefill GEMM runs (a speed choice only: same bits).
 constexpr int64_t kPrefillMinTokens = 8;
 
-// FP8 x is permuted to the chunk order once per call for a decode step, once per 96-token span
-// for a prompt (a whole prompt's copy could be tens of MB), shared by every row task; each span
-// is then one parallel pass over the rows (64 rows per task).
+// FP8 x is put in the quad order once per call for a decode step (scaled by 2^112 per block where
+// it can be), once per 96-token span for a prompt (a whole prompt's copy could be tens of MB),
+// shared by every row task; each span is then one parallel pass over the rows (64 rows per task).
 template <WeightFormat F>
 void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
   std::vector<float> permuted;  // not thread_local: a caller inside a TBB task may be re-entered
+  std::vector<uint8_t> scaled;
   const int64_t cols = w.cols;
   if (tokens < kPrefillMinTokens) {
     if (F == WeightFormat::kFP8Block) {
       permuted.resize(size_t(tokens * cols));
-      permute_x_rows(w, x, tokens, permuted.data());
+      scaled.resize(size_t(tokens * ((cols + w.block - 1) / w.block)));
+      quad_x_rows(w, x, tokens, permuted.data(), scaled.data());
       x = permuted.data();
     }
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {
-      run_decode<F>(w, x, tokens, range.begin(), range.end(), y);
+      run_decode<F>(w, x, scaled.data(), tokens, range.begin(), range.end(), y);
     });
     return;
   }
@@ -359,7 +414,7 @@ void run_all(const WeightMatrix& w, const float* x, int64_t tokens, float* y) {
     if (F == WeightFormat::kFP8Block) {
       permuted.resize(size_t(span * cols));
       float* out = permuted.data();
-      tbb::parallel_for(int64_t(0), span, [&](int64_t t) { permute_x_rows(w, xs + t * cols, 1, out + t * cols); });
+      tbb::parallel_for(int64_t(0), span, [&](int64_t t) { quad_x_rows(w, xs + t * cols, 1, out + t * cols, nullptr); });
       xs = out;
     }
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, w.rows, 64), [&](const tbb::blocked_range<int64_t>& range) {

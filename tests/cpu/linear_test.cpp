@@ -100,6 +100,53 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
   }
 }
 
+// FP8 decode multiplies weights decoded as value × 2^-120 by x · 2^112 in blocks whose |x| < 2^16
+// and uses value / 256 weights elsewhere (cpu/fp8_avx512.h); the prefill GEMM always the latter.
+// Activations on both sides of that bound, tiny, denormal and huge, in blocks and tokens that
+// take different branches in one call: within the reference's tolerance, and each token alone
+// (decode) equal to the same token in a batch of 1–4 (decode) or 9 (prefill), bit for bit.
+TEST_P(LinearPaths, Fp8ActivationsAtTheScaledBoundKeepBatchInvariance) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " not supported by this CPU";
+  const int64_t rows = 40, cols = 5 * 128 + 40;
+  const Matrix m = make_matrix(WeightFormat::kFP8Block, rows, cols, 77);
+  const float below = std::nextafter(65536.0f, 0.0f);
+  for (int64_t tokens : {2, 3, 4, 9}) {
+    SCOPED_TRACE(testing::Message() << isa_name(isa) << " tokens " << tokens);
+    std::mt19937 rng{uint32_t(tokens)};
+    std::normal_distribution<float> normal;
+    std::vector<float> x(size_t(tokens * cols)), y(size_t(tokens * rows));
+    for (auto& v : x) v = normal(rng);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t b = 0; b < 5; ++b) {
+        float* xb = &x[size_t(t * cols + b * 128)];
+        switch ((b + t) % 5) {
+          case 1: xb[9] = below; break;
+          case 2: xb[70] = -65536.0f; break;
+          case 3:
+            for (int64_t k = 0; k < 128; ++k) xb[k] *= k % 2 ? 1e-39f : 1e-30f;
+            break;
+          case 4: xb[127] = 3e30f; break;
+          default: break;
+        }
+      }
+    linear(m.w, x.data(), tokens, y.data(), isa);
+    std::vector<float> alone(static_cast<size_t>(rows));
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double expected = 0, magnitude = 0;
+        for (int64_t k = 0; k < cols; ++k) {
+          expected += m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)];
+          magnitude += std::fabs(m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)]);
+        }
+        ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
+      }
+      linear(m.w, &x[size_t(t * cols)], 1, alone.data(), isa);
+      ASSERT_EQ(0, std::memcmp(alone.data(), &y[size_t(t * rows)], alone.size() * sizeof(float))) << "token " << t;
+    }
+  }
+}
+
 TEST_P(LinearPaths, RefusesNaNWeightsNamingRowAndColumn) {
   // E4M3 S.1111.111 (0x7F, 0xFF) is NaN; the AVX-512 decode would turn it into a finite value.
   // Every path refuses it, in the 64-code body, a block's 16-wide tail and the prefill GEMM.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "engine/core/error.h"
 
@@ -127,6 +128,19 @@ int64_t prefetch_bytes_from(const char* requested, bool amd) {
         "HETMOE_PREFETCH_BYTES=" + std::string(requested) + " is not a prefetch distance",
         {.hint = "use a multiple of 64 from 64 to 16384, or unset it"});
   return int64_t(value);
+}
+
+bool float_prefill_bf16dot_from(const char* requested) {
+  if (requested == nullptr || *requested == '\0' || std::string_view(requested) == "fma") return false;
+  check(std::string_view(requested) == "bf16dot",
+        "HETMOE_FLOAT_PREFILL=" + std::string(requested) + " is not a float prefill kernel",
+        {.hint = "use fma (exact, the default) or bf16dot"});
+  return true;
+}
+
+bool float_prefill_bf16dot() {
+  static const bool dot = float_prefill_bf16dot_from(std::getenv("HETMOE_FLOAT_PREFILL"));
+  return dot;
 }
 
 int64_t stream_prefetch_bytes() {

@@ -57,4 +57,11 @@ int64_t stream_prefetch_bytes();
 // The same choice from a HETMOE_PREFETCH_BYTES value (null or empty: unset), uncached.
 int64_t prefetch_bytes_from(const char* requested, bool amd);
 
+// Whether the FP8/BF16 prefill GEMM runs on vdpbf16ps with bf16-rounded activations
+// (HETMOE_FLOAT_PREFILL=bf16dot) instead of fp32 FMA (fma, the default: exact and batch-
+// invariant; cpu/packed_gemm.h). Anything else there throws hetmoe::Error. Read once per process;
+// only AVX-512 CPUs with AVX512_BF16 act on it.
+bool float_prefill_bf16dot();
+bool float_prefill_bf16dot_from(const char* requested);
+
 }  // namespace hetmoe::cpu

@@ -65,7 +65,8 @@ void ExpertFfnRunner::run_phases(std::span<const FfnTask> tasks) {
                         .panel_end = item.panel_end,
                         .y = worker.gate.data(),
                         .y_stride = width,
-                        .scratch = &worker.gemm};
+                        .scratch = &worker.gemm,
+                        .bf16_dot = float_prefill_bf16dot()};
     packed_gemm(args, isa_);
     args.w = task.ffn->up;
     args.y = worker.up.data();
@@ -94,7 +95,8 @@ void ExpertFfnRunner::run_phases(std::span<const FfnTask> tasks) {
                               .panel_end = item.panel_end,
                               .y = task.out + item.panel_begin * kPanelRows,
                               .y_stride = hidden,
-                              .scratch = &workers_.local().gemm};
+                              .scratch = &workers_.local().gemm,
+                              .bf16_dot = float_prefill_bf16dot()};
     packed_gemm(args, isa_);
   });
 }

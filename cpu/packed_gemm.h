@@ -14,6 +14,12 @@
 //         product as (w·2^-120)·(x·2^112), the same real number: cpu/fp8_avx512.h.)
 //   BF16  the same with scale 1 (total = blk + total).
 //   INT8/INT4  acc = comp + Σ_k u8(w)·q(x) (int32, exact); total = fma(float(acc), sw·sx, total).
+//
+// One opt-in exception (PackedGemmArgs::bf16_dot, HETMOE_FLOAT_PREFILL=bf16dot): the FP8/BF16
+// prefill GEMM on AVX-512 with AVX512_BF16 multiplies bf16-rounded activations with
+// vdpbf16ps, per group acc = Σ_pairs dpbf16(w, bf16(x)), total as above. Weights are exact
+// (FP8 value / 256 and BF16 are bf16 values); the activations are not, and a prompt's tokens
+// then differ from the same tokens decoded one at a time. Elsewhere the flag is ignored.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +42,7 @@ struct GemmScratch {
   std::vector<float> tile;     // decoded weight tile
   std::vector<float> output;   // f32 [tokens_padded, 32] totals of one panel pair
   std::vector<uint8_t> bytes;  // unpacked INT4 tile
+  std::vector<uint16_t> bf16_x;  // bf16 activations of the opt-in BF16-dot prefill
 };
 
 struct PackedGemmArgs {
@@ -49,6 +56,7 @@ struct PackedGemmArgs {
   float* y = nullptr;
   int64_t y_stride = 0;
   GemmScratch* scratch = nullptr;
+  bool bf16_dot = false;  // FP8/BF16 prefill with vdpbf16ps where the CPU has it (see above)
 };
 
 void packed_gemm(const PackedGemmArgs& args, Isa isa);

@@ -280,6 +280,42 @@ void int_tile_gemm(const uint8_t* const* w, int64_t stride, const ActivationView
   }
 }
 
+// FP8/BF16 with vdpbf16ps (opt-in, PackedGemmArgs::bf16_dot): pair p (k = 2p, 2p + 1) of panel i
+// at w[i] + p * stride u32 lanes (lane r = row r's bf16 pair); xb: the tokens' bf16 activations,
+// whose 32-bit word at an even k is the pair (k, k + 1).
+template <int R>
+void bf16_tile_gemm(const uint32_t* const* w, int64_t stride, const uint16_t* xb, int64_t xb_stride, const __m512* scale,
+                    bool add, float* out) {
+  __m512 acc[kT][R];
+  for (int t = 0; t < kT; ++t)
+    for (int i = 0; i < R; ++i) acc[t][i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kGroupCols / 2; ++p) {
+    __m512i wv[R];
+    for (int i = 0; i < R; ++i) wv[i] = _mm512_load_si512(w[i] + p * stride);
+    for (int t = 0; t < kT; ++t) {
+      uint32_t pair;
+      std::memcpy(&pair, xb + t * xb_stride + 2 * p, 4);
+      const __m512bh xp = (__m512bh)_mm512_set1_epi32(int32_t(pair));
+      for (int i = 0; i < R; ++i) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], (__m512bh)wv[i], xp);
+    }
+  }
+  for (int t = 0; t < kT; ++t)
+    for (int i = 0; i < R; ++i) {
+      float* o = out + t * 32 + 16 * i;
+      const __m512 prev = _mm512_load_ps(o);
+      _mm512_store_ps(o, add ? _mm512_add_ps(prev, acc[t][i]) : _mm512_fmadd_ps(acc[t][i], scale[i], prev));
+    }
+}
+
+// x rows [0, tokens) as bf16 (RNE), k_padded each, into `out` (row stride k_padded).
+void bf16_activations(const ActivationView& a, int64_t tokens, uint16_t* out) {
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t k = 0; k < a.k_padded; k += 16) {
+      const __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a.x + t * a.x_stride + k));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * a.k_padded + k), v);
+    }
+}
+
 // Up to 8 panel pairs share each group's pass over the activations: the group's x slice (all
 // tokens × 128 k, 64 KB of f32 at 128 tokens) is read from L3 once per 8 pairs instead of once
 // per pair (at 128 tokens x is 3.6 MB, more than L2, and re-reading it per pair made the FP8
@@ -289,7 +325,9 @@ constexpr int64_t kPairsPerBlock = 8;
 struct PrefillUnit {
   int64_t p0 = 0;
   int r = 2;                 // panels in the unit (1 or 2)
-  float* tile = nullptr;     // FP8/BF16: f32 [128 k][32 rows]
+  float* tile = nullptr;     // FP8/BF16: f32 [128 k][32 rows]; BF16-dot FP8: u32 [64 pairs][32 rows]
+  const uint32_t* pairs[2];  // BF16-dot: pair 0 of each panel
+  int64_t pair_stride = 16;  // BF16-dot: u32 lanes between pairs
   uint8_t* bytes = nullptr;  // INT4: u8 [32 quads][2 panels][64]
   float* out = nullptr;      // f32 [tokens_padded, 32]: the unit's totals
   __m512 scale[2];           // FP8/BF16: per panel (BF16: 1)
@@ -297,6 +335,35 @@ struct PrefillUnit {
   const uint8_t* quads[2];   // INT: quad 0 of each panel
   int64_t stride = 64;       // INT: bytes between quads
 };
+
+// BF16-dot units: BF16 pairs are used in place; FP8 groups are decoded once into pairs (value /
+// 256 has at most 4 significant bits, so its upper 16 bits are the exact bf16).
+template <Format F>
+void prepare_dot_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
+  for (int i = 0; i < u.r; ++i) {
+    const uint8_t* w = c.group(u.p0 + i, g);
+    if constexpr (F == Format::kFP8) {
+      u.scale[i] = _mm512_set1_ps(c.fp8_scale(u.p0 + i, g));
+      uint32_t* tile = reinterpret_cast<uint32_t*>(u.tile);
+      const __m512i high = _mm512_set1_epi32(int32_t(0xFFFF0000u));
+      for (int64_t ch = 0; ch < kGroupCols / 4; ++ch) {
+        __m512 q[4];
+        decode_fp8_quad(w + ch * 64, q);
+        __m512i bits[4];
+        for (int k = 0; k < 4; ++k) bits[k] = _mm512_castps_si512(_mm512_mul_ps(q[k], _mm512_set1_ps(kFp8XScale)));
+        for (int h = 0; h < 2; ++h)
+          _mm512_store_si512(tile + (2 * ch + h) * 32 + 16 * i,
+                             _mm512_or_si512(_mm512_srli_epi32(bits[2 * h], 16), _mm512_and_si512(bits[2 * h + 1], high)));
+      }
+      u.pairs[i] = tile + 16 * i;
+      u.pair_stride = 32;
+    } else {
+      u.scale[i] = _mm512_set1_ps(1.0f);
+      u.pairs[i] = reinterpret_cast<const uint32_t*>(w);
+      u.pair_stride = 16;
+    }
+  }
+}
 
 template <Format F>
 void prepare_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
@@ -340,8 +407,14 @@ void prepare_unit(const Ctx& c, int64_t g, PrefillUnit& u) {
 }
 
 template <Format F, int R>
-void run_unit(const Ctx& c, const PrefillUnit& u, int64_t g, int64_t t0) {
+void run_unit(const Ctx& c, const PrefillUnit& u, int64_t g, int64_t t0, const uint16_t* xb) {
   const ActivationView& a = c.args.a;
+  if (xb != nullptr) {
+    if constexpr (F == Format::kFP8 || F == Format::kBF16)
+      bf16_tile_gemm<R>(u.pairs, u.pair_stride, xb + t0 * a.k_padded + g * kGroupCols, a.k_padded, u.scale,
+                        F == Format::kBF16, u.out + t0 * 32);
+    return;
+  }
   if constexpr (F == Format::kFP8 || F == Format::kBF16) {
     fp32_tile_gemm<R>(u.tile, a.x + t0 * a.x_stride + g * kGroupCols, a.x_stride, u.scale, F == Format::kBF16,
                       u.out + t0 * 32);
@@ -365,7 +438,7 @@ inline void prefetch_next_group(const Ctx& c, const PrefillUnit& u, int64_t g, i
 }
 
 template <Format F>
-void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
+void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end, const uint16_t* xb) {
   const PackedGemmArgs& args = c.args;
   const int64_t tokens_padded = args.a.tokens_padded, groups = args.w.layout.groups;
   const int64_t units = (p_end - p_begin + 1) / 2;
@@ -387,13 +460,19 @@ void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
   const int64_t tokens_used = (args.tokens + kT - 1) / kT * kT;
   const int64_t blocks = tokens_used / kT;
   for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t u = 0; u < units; ++u) prepare_unit<F>(c, g, unit[u]);
+    for (int64_t u = 0; u < units; ++u) {
+      if (xb != nullptr) {
+        prepare_dot_unit<F>(c, g, unit[u]);
+      } else {
+        prepare_unit<F>(c, g, unit[u]);
+      }
+    }
     for (int64_t t0 = 0, b = 0; t0 < tokens_used; t0 += kT, ++b)
       for (int64_t u = 0; u < units; ++u) {
         if (unit[u].r == 2) {
-          run_unit<F, 2>(c, unit[u], g, t0);
+          run_unit<F, 2>(c, unit[u], g, t0, xb);
         } else {
-          run_unit<F, 1>(c, unit[u], g, t0);
+          run_unit<F, 1>(c, unit[u], g, t0, xb);
         }
         if (g + 1 < groups) prefetch_next_group(c, unit[u], g + 1, b, blocks);
       }
@@ -407,8 +486,17 @@ void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end) {
 
 template <Format F>
 void prefill(const Ctx& c) {
+  // The opt-in BF16-dot path (cpu/packed_gemm.h): the call's activations as bf16 once.
+  uint16_t* xb = nullptr;
+  if constexpr (F == Format::kFP8 || F == Format::kBF16) {
+    if (c.args.bf16_dot && cpu_features().avx512_bf16) {
+      const int64_t tokens_used = (c.args.tokens + kT - 1) / kT * kT;
+      xb = aligned_span(c.args.scratch->bf16_x, size_t(tokens_used * c.args.a.k_padded));
+      bf16_activations(c.args.a, tokens_used, xb);
+    }
+  }
   for (int64_t p = c.args.panel_begin; p < c.args.panel_end; p += 2 * kPairsPerBlock)
-    prefill_block<F>(c, p, std::min(c.args.panel_end, p + 2 * kPairsPerBlock));
+    prefill_block<F>(c, p, std::min(c.args.panel_end, p + 2 * kPairsPerBlock), xb);
 }
 
 template <Format F>

@@ -9,7 +9,7 @@
 //   prefill/<format>/tokens:128/threads:N   one expert × 128 tokens per iteration (cycling through
 //       8 experts). ops_per_second = 2·MACs;
 //       frac_of_limit = that / the peak of the instruction the format's prefill kernel uses
-//       (fp32 FMA for fp8/bf16; for int8/int4 vpdpbusd, tdpbssd under the amx path, which
+//       (fp32 FMA for fp8/bf16, the BF16 dot under HETMOE_FLOAT_PREFILL=bf16dot; for int8/int4 vpdpbusd, tdpbssd under the amx path, which
 //       also reports vnni_peak_multiple = ops / the vpdpbusd peak, or vpmaddubsw under the avx2
 //       path), measured right before; on AVX2 every limit is measured with AVX2 instructions.
 //   frac_of_limit divides the mean rate by the limit's mean over its windows; frac_of_limit_best
@@ -152,7 +152,7 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     limit = measure_read_bandwidth(arena, regions, experts_per_iteration,
                                    int(std::max<int64_t>(12, 2 * experts.count() / experts_per_iteration)));
   } else {
-    limit = measure_peak(arena, vnni ? int_prefill_peak(isa) : PeakKind::kFma, 0.05, 20);
+    limit = measure_peak(arena, prefill_peak(format, isa), 0.05, 20);
   }
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
@@ -192,7 +192,7 @@ void run_layer(benchmark::State& state, cpu::PackedFormat format, int64_t tokens
     state.counters["limit_GOPs"] = limit.mean / 1e9;
     state.counters["limit_best_GOPs"] = limit.best / 1e9;
     state.counters["frac_of_startup_limit"] =
-        work / seconds / peak_of(startup, vnni ? int_prefill_peak(isa) : PeakKind::kFma);
+        work / seconds / peak_of(startup, prefill_peak(format, isa));
     if (vnni && isa == cpu::Isa::kAmx) state.counters["vnni_peak_multiple"] = work / seconds / startup.vnni_ops;
   }
   state.counters["pool_experts"] = double(experts.count());
@@ -232,9 +232,10 @@ void run_kernel(benchmark::State& state, cpu::PackedFormat format, int64_t token
                                  .panel_end = layout.panels,
                                  .y = y.data(),
                                  .y_stride = rows,
-                                 .scratch = &scratch};
+                                 .scratch = &scratch,
+                                 .bf16_dot = cpu::float_prefill_bf16dot()};
   const bool vnni = format == cpu::PackedFormat::kINT8 || format == cpu::PackedFormat::kINT4;
-  const double peak = tokens > 1 ? measure_peak_thread_cpu(vnni ? int_prefill_peak(isa) : PeakKind::kFma, 200) : 0;
+  const double peak = tokens > 1 ? measure_peak_thread_cpu(prefill_peak(format, isa), 200) : 0;
   const double vnni_peak = vnni && isa == cpu::Isa::kAmx ? measure_peak_thread_cpu(PeakKind::kVnni, 200) : 0;
   cpu::packed_gemm(args, isa);  // warm
   double fastest = 1e30;

@@ -136,6 +136,16 @@ PeakKind int_prefill_peak(cpu::Isa isa) {
   return isa == cpu::Isa::kAmx ? PeakKind::kAmxInt8 : isa == cpu::Isa::kAvx2 ? PeakKind::kMaddubs : PeakKind::kVnni;
 }
 
+bool float_prefill_dot(cpu::Isa isa) {
+  return (isa == cpu::Isa::kAvx512 || isa == cpu::Isa::kAmx) && cpu::cpu_features().avx512_bf16 &&
+         cpu::float_prefill_bf16dot();
+}
+
+PeakKind prefill_peak(cpu::PackedFormat format, cpu::Isa isa) {
+  if (format == cpu::PackedFormat::kINT8 || format == cpu::PackedFormat::kINT4) return int_prefill_peak(isa);
+  return float_prefill_dot(isa) ? PeakKind::kBf16Dot : PeakKind::kFma;
+}
+
 Rate measure_read_bandwidth(cpu::CpuThreads& threads, std::span<const std::span<const uint8_t>> regions,
                             int64_t regions_per_window, int windows) {
   const auto read_sum = read_loop();

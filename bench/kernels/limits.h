@@ -6,6 +6,7 @@
 #include <span>
 
 #include "cpu/cpu_features.h"
+#include "cpu/packed_matrix.h"
 #include "cpu/threads.h"
 
 namespace hetmoe::bench {
@@ -53,6 +54,12 @@ double thread_cpu_seconds();
 // The peak the INT8/INT4 prefill kernel of `isa` is held to: AMX-INT8 under Isa::kAmx, vpmaddubsw
 // under Isa::kAvx2, else VNNI.
 PeakKind int_prefill_peak(cpu::Isa isa);
+// Whether the FP8/BF16 prefill under `isa` runs on vdpbf16ps (HETMOE_FLOAT_PREFILL=bf16dot on an
+// AVX-512 CPU with AVX512_BF16; cpu/packed_gemm.h).
+bool float_prefill_dot(cpu::Isa isa);
+// The peak the prefill kernel of `format` under `isa` is held to: int_prefill_peak for INT8/INT4;
+// for FP8/BF16 the fp32 FMA, or the BF16 dot where float_prefill_dot.
+PeakKind prefill_peak(cpu::PackedFormat format, cpu::Isa isa);
 
 // The instruction loops, each in a file compiled with its ISA's flags (call only when the CPU has
 // it). *_chains: `repeats` × 12 independent instructions (4 tdpbssd for AMX); read_sum_*: sums

@@ -20,6 +20,7 @@
 #include "cpu/expert_ffn.h"
 #include "cpu/threads.h"
 #include "engine/core/dtype.h"
+#include "engine/core/error.h"
 
 namespace hetmoe::cpu {
 namespace {
@@ -70,7 +71,7 @@ std::vector<float> random_x(int64_t tokens, int64_t cols, uint32_t seed) {
 }
 
 std::vector<float> run_gemm(const PackedMatrix& w, const std::vector<float>& x, int64_t tokens, Isa isa,
-                            int64_t panel_begin = 0, int64_t panel_end = -1) {
+                            int64_t panel_begin = 0, int64_t panel_end = -1, bool bf16_dot = false) {
   if (panel_end < 0) panel_end = w.layout.panels;
   ActivationBuffers buffers;
   prepare_activations(w.layout, x.data(), tokens, w.layout.cols, padded_tokens(tokens), buffers);
@@ -83,7 +84,8 @@ std::vector<float> run_gemm(const PackedMatrix& w, const std::vector<float>& x, 
                .panel_end = panel_end,
                .y = y.data() + panel_begin * kPanelRows,
                .y_stride = w.layout.rows,
-               .scratch = &scratch},
+               .scratch = &scratch,
+               .bf16_dot = bf16_dot},
               isa);
   return y;
 }
@@ -247,6 +249,61 @@ TEST(PackedGemmFp8, EveryCodeAndActivationRangeEqualsScalarBits) {
       ASSERT_EQ(0, std::memcmp(y.data(), scalar.data(), y.size() * sizeof(float)))
           << isa_name(isa) << " M=" << tokens << " differs from scalar";
     }
+  }
+}
+
+// The opt-in BF16-dot prefill (PackedGemmArgs::bf16_dot, AVX-512 with AVX512_BF16): FP8 and
+// BF16 against a double reference on the bf16-rounded activations (tolerance 1e-5·Σ|w·x|, as the
+// FMA path) and on the exact ones within the rounding bound Σ|w·x|·2^-8; below 8 tokens (decode)
+// and on the other paths the flag changes nothing, bit for bit.
+TEST(PackedGemmBf16Dot, PrefillWithinBf16ActivationRoundingAndIgnoredElsewhere) {
+  const int64_t rows = 70, cols = 2 * kGroupCols + 60;
+  const Fp8Source source(rows, cols, 21);
+  for (PackedFormat format : {PackedFormat::kFP8, PackedFormat::kBF16}) {
+    const Packed packed(source.matrix, format);
+    std::vector<double> w(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) packed_row_values(packed.matrix, r, &w[size_t(r * cols)]);
+    for (int64_t tokens : {1, 4, 7, 8, 16, 33, 128}) {
+      SCOPED_TRACE(testing::Message() << packed_format_name(format) << " M=" << tokens);
+      const std::vector<float> x = random_x(tokens, cols, uint32_t(50 + tokens));
+      for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (!isa_supported(isa)) continue;
+        const std::vector<float> fma = run_gemm(packed.matrix, x, tokens, isa);
+        const std::vector<float> dot = run_gemm(packed.matrix, x, tokens, isa, 0, -1, true);
+        const bool used = isa == Isa::kAvx512 && cpu_features().avx512_bf16 && tokens >= kPrefillMinTokens;
+        if (!used) {
+          ASSERT_EQ(0, std::memcmp(dot.data(), fma.data(), dot.size() * sizeof(float))) << isa_name(isa);
+          continue;
+        }
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            double rounded = 0, exact = 0, magnitude = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              const float xk = x[size_t(t * cols + k)];
+              const double wk = w[size_t(r * cols + k)];
+              rounded += wk * double(bf16_to_float(bf16_from_float(xk)));
+              exact += wk * double(xk);
+              magnitude += std::fabs(wk * double(xk));
+            }
+            const float got = dot[size_t(t * rows + r)];
+            ASSERT_NEAR(got, rounded, 1e-5 * magnitude + 1e-30) << "t=" << t << " r=" << r;
+            ASSERT_NEAR(got, exact, magnitude * (0x1p-8 + 1e-5) + 1e-30) << "t=" << t << " r=" << r;
+          }
+      }
+    }
+  }
+}
+
+TEST(PackedGemmBf16Dot, ModeFromEnvironmentValue) {
+  EXPECT_FALSE(float_prefill_bf16dot_from(nullptr));
+  EXPECT_FALSE(float_prefill_bf16dot_from(""));
+  EXPECT_FALSE(float_prefill_bf16dot_from("fma"));
+  EXPECT_TRUE(float_prefill_bf16dot_from("bf16dot"));
+  try {
+    float_prefill_bf16dot_from("bf16");
+    FAIL() << "accepted bf16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("HETMOE_FLOAT_PREFILL=bf16"), std::string::npos) << e.what();
   }
 }
 

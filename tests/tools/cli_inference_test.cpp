@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cpu/cpu_features.h"
 #include "engine/model/model_builder.h"
 #include "tests/tools/cli_harness.h"
 
@@ -64,6 +66,36 @@ TEST_F(CliInference, PerplexityJson) {
   EXPECT_GT(j["ppl"].get<double>(), 10.0);
   EXPECT_LT(j["ppl"].get<double>(), 300.0);
   EXPECT_GT(j["bpb"].get<double>(), 0.5);
+}
+
+// HETMOE_FLOAT_PREFILL reaches the expert FFN of the built binary (read once per process, so a
+// child process it is): bf16dot moves the bundled model's perplexity by rounding only, and not at
+// all where the CPU lacks AVX512_BF16; a value it does not know exits 1.
+TEST_F(CliInference, BinaryFloatPrefillModes) {
+  const fs::path binary = fs::path(HETMOE_BINARY_DIR) / "tools" / "hetmoe";
+  if (!fs::exists(binary)) GTEST_SKIP() << binary << " not built";
+  const fs::path json = root_ / "ppl.json";
+  const auto ppl = [&](const std::string& mode) {
+    const std::string command = "HETMOE_FLOAT_PREFILL=" + mode + " " + binary.string() + " perplexity -m " + kModel +
+                                " -f " + kHeldOut + " --ctx 128 --max-tokens 512 --json > " + json.string() +
+                                " 2> /dev/null";
+    if (WEXITSTATUS(std::system(command.c_str())) != 0) return -1.0;
+    std::ifstream in(json);
+    return nlohmann::json::parse(in)["ppl"].get<double>();
+  };
+  const double fma = ppl("fma"), dot = ppl("bf16dot");
+  ASSERT_GT(fma, 0.0);
+  ASSERT_GT(dot, 0.0);
+  const cpu::Isa isa = cpu::active_isa();
+  if (cpu::cpu_features().avx512_bf16 && (isa == cpu::Isa::kAvx512 || isa == cpu::Isa::kAmx)) {
+    EXPECT_NE(dot, fma);
+  } else {
+    EXPECT_EQ(dot, fma);
+  }
+  EXPECT_NEAR(dot, fma, 0.005 * fma);
+  const std::string bad = "HETMOE_FLOAT_PREFILL=nope " + binary.string() + " perplexity -m " + kModel + " -f " +
+                          kHeldOut + " --max-tokens 64 > /dev/null 2>&1";
+  EXPECT_EQ(WEXITSTATUS(std::system(bad.c_str())), 1);
 }
 
 TEST_F(CliInference, TokenizeJsonRecognisesSpecialTokens) {

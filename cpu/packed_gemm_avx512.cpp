@@ -486,7 +486,10 @@ void prefill_block(const Ctx& c, int64_t p_begin, int64_t p_end, const uint16_t*
 
 template <Format F>
 void prefill(const Ctx& c) {
-  // The opt-in BF16-dot path (cpu/packed_gemm.h): the call's activations as bf16 once.
+  // The opt-in BF16-dot path (cpu/packed_gemm.h): the call's activations as bf16 once. Calls
+  // over other panel ranges of the same matrix convert them again (tokens·k per call against
+  // tokens·k·rows·2 of GEMM; kept here rather than in ActivationBuffers so the flag stays a
+  // kernel argument).
   uint16_t* xb = nullptr;
   if constexpr (F == Format::kFP8 || F == Format::kBF16) {
     if (c.args.bf16_dot && cpu_features().avx512_bf16) {

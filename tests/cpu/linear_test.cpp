@@ -63,6 +63,20 @@ Matrix make_matrix(WeightFormat format, int64_t rows, int64_t cols, uint32_t see
   return m;
 }
 
+// y [tokens, rows] against the double reference on m's exact values, within 1e-5·Σ|w·x|.
+void expect_near_reference(const Matrix& m, const std::vector<float>& x, const std::vector<float>& y, int64_t tokens) {
+  const int64_t rows = m.w.rows, cols = m.w.cols;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double expected = 0, magnitude = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        expected += m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)];
+        magnitude += std::fabs(m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)]);
+      }
+      ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
+    }
+}
+
 class LinearPaths : public ::testing::TestWithParam<Isa> {};
 
 TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
@@ -79,15 +93,8 @@ TEST_P(LinearPaths, MatchesDoubleReferenceAndIsBatchInvariant) {
         std::vector<float> x(size_t(tokens * cols)), y(size_t(tokens * rows));
         for (auto& v : x) v = normal(rng);
         linear(m.w, x.data(), tokens, y.data(), isa);
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t r = 0; r < rows; ++r) {
-            double expected = 0, magnitude = 0;
-            for (int64_t k = 0; k < cols; ++k) {
-              expected += m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)];
-              magnitude += std::fabs(m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)]);
-            }
-            ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
-          }
+        expect_near_reference(m, x, y, tokens);
+        if (HasFatalFailure()) return;
         // Every token alone (the decode kernel) gives the same bits as inside the batch (from 8
         // tokens the prefill GEMM).
         std::vector<float> alone(static_cast<size_t>(rows));
@@ -131,16 +138,10 @@ TEST_P(LinearPaths, Fp8ActivationsAtTheScaledBoundKeepBatchInvariance) {
         }
       }
     linear(m.w, x.data(), tokens, y.data(), isa);
+    expect_near_reference(m, x, y, tokens);
+    if (HasFatalFailure()) return;
     std::vector<float> alone(static_cast<size_t>(rows));
     for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t r = 0; r < rows; ++r) {
-        double expected = 0, magnitude = 0;
-        for (int64_t k = 0; k < cols; ++k) {
-          expected += m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)];
-          magnitude += std::fabs(m.exact[size_t(r * cols + k)] * x[size_t(t * cols + k)]);
-        }
-        ASSERT_NEAR(y[size_t(t * rows + r)], expected, 1e-5 * magnitude + 1e-30) << t << "," << r;
-      }
       linear(m.w, &x[size_t(t * cols)], 1, alone.data(), isa);
       ASSERT_EQ(0, std::memcmp(alone.data(), &y[size_t(t * rows)], alone.size() * sizeof(float))) << "token " << t;
     }
